@@ -1,0 +1,180 @@
+"""Validate every cookiecutter answer before a single file is written.
+
+Each rule names what is wrong and how to fix it, then exits 1 so cookiecutter
+raises FailedHookException and removes the half-made project directory.
+The Jinja below is confined to the ANSWERS table; everything after it is plain Python.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+ANSWERS = {
+    "project_name": {{ cookiecutter.project_name | tojson }},
+    "project_slug": {{ cookiecutter.project_slug | tojson }},
+    "resource_prefix": {{ cookiecutter.__resource_prefix | tojson }},
+    "github_repository": {{ cookiecutter.github_repository | tojson }},
+    "aws_region": {{ cookiecutter.aws_region | tojson }},
+    "aws_account_id": {{ cookiecutter.aws_account_id | tojson }},
+    "python_version": {{ cookiecutter.python_version | tojson }},
+    "staging_endpoint_type": {{ cookiecutter.staging_endpoint_type | tojson }},
+    "prod_endpoint_type": {{ cookiecutter.prod_endpoint_type | tojson }},
+}
+
+# Commercial-partition regions where the SageMaker scikit-learn image this project
+# pins is published (sagemaker-core image_uri_config/sklearn.json). GovCloud, China
+# and ISO regions use another ARN partition, which the IAM policies here do not model.
+SUPPORTED_REGIONS = (
+    "af-south-1", "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+    "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
+    "ap-southeast-4", "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2",
+    "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3",
+    "il-central-1", "me-central-1", "me-south-1", "sa-east-1", "us-east-1",
+    "us-east-2", "us-west-1", "us-west-2",
+)
+SUPPORTED_PYTHON = ("3.11", "3.12")
+ENDPOINT_TYPES = ("serverless", "real-time")
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+# The longest names generated from the prefix, per AWS limit. ml/names.py builds
+# the real names; tests/test_bake.py checks a maximum-length slug against both.
+S3_BUCKET_MAX = 63
+LONGEST_BUCKET_SUFFIX = "-staging-access-logs-123456789012"  # <prefix>-<env>-<purpose>-<account>
+SAGEMAKER_NAME_MAX = 63
+LONGEST_SAGEMAKER_SUFFIX = "-staging-train-20260101-000000-abcd"  # training job names
+IAM_ROLE_MAX = 64
+LONGEST_ROLE_SUFFIX = "-staging-sagemaker-execution"
+MAX_PREFIX = min(
+    S3_BUCKET_MAX - len(LONGEST_BUCKET_SUFFIX),
+    SAGEMAKER_NAME_MAX - len(LONGEST_SAGEMAKER_SUFFIX),
+    IAM_ROLE_MAX - len(LONGEST_ROLE_SUFFIX),
+)
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
+GITHUB_OWNER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
+GITHUB_REPO_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
+# S3 reserves these prefixes; a bucket named with them cannot be created.
+S3_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+
+
+def check_slug(slug: str, prefix: str) -> list[str]:
+    errors = []
+    if not SLUG_RE.match(slug):
+        errors.append(
+            f"project_slug {slug!r} is invalid: use lowercase letters and digits, "
+            "separated by single '-' or '_', starting with a letter "
+            "(S3 bucket and SageMaker names allow no other characters). "
+            "Example: project_slug=churn-model"
+        )
+    if len(prefix) > MAX_PREFIX:
+        errors.append(
+            f"project_slug {slug!r} is {len(prefix)} characters; at most {MAX_PREFIX} fit, "
+            f"because names such as '{prefix}{LONGEST_BUCKET_SUFFIX}' must stay within "
+            f"the S3 bucket limit of {S3_BUCKET_MAX} characters. Choose a shorter project_slug."
+        )
+    for reserved in S3_RESERVED_PREFIXES:
+        if prefix.startswith(reserved):
+            errors.append(
+                f"project_slug {slug!r} starts with {reserved!r}, which S3 reserves for "
+                "its own bucket names. Choose a project_slug that does not start with it."
+            )
+    if "sagemaker" in prefix:
+        errors.append(
+            f"project_slug {slug!r} contains 'sagemaker'. AWS managed policies such as "
+            "AmazonSageMakerFullAccess grant access to every bucket whose name contains "
+            "'sagemaker', which would open this project's data to unrelated roles. "
+            "Choose a project_slug without it."
+        )
+    if prefix.startswith("aws"):
+        errors.append(
+            f"project_slug {slug!r} starts with 'aws', which AWS reserves for its own "
+            "resource and role names. Choose another project_slug."
+        )
+    return errors
+
+
+def check_github_repository(value: str) -> list[str]:
+    owner, sep, repo = value.partition("/")
+    problems = []
+    if not sep or "/" in repo:
+        problems.append("it must have exactly one '/', as in owner/repo")
+    else:
+        if not GITHUB_OWNER_RE.match(owner):
+            problems.append(
+                f"owner {owner!r} must be 1-39 letters, digits or single hyphens, "
+                "not starting or ending with a hyphen"
+            )
+        if not GITHUB_REPO_RE.match(repo) or repo in {".", ".."}:
+            problems.append(f"repo {repo!r} must be 1-100 letters, digits, '.', '-' or '_'")
+        elif repo.lower().endswith(".git"):
+            problems.append(f"repo {repo!r} must not end with '.git'")
+    if not problems:
+        return []
+    return [
+        f"github_repository {value!r} is invalid: {'; '.join(problems)}. "
+        "The OIDC trust policy pins this exact name. Example: github_repository=acme/churn-model"
+    ]
+
+
+def check_region(region: str) -> list[str]:
+    if region in SUPPORTED_REGIONS:
+        return []
+    return [
+        f"aws_region {region!r} is not supported: choose one of {', '.join(SUPPORTED_REGIONS)} "
+        "(regions where the pinned SageMaker scikit-learn image is published, "
+        "in the standard 'aws' partition)."
+    ]
+
+
+def check_account(account: str) -> list[str]:
+    if ACCOUNT_RE.match(account):
+        return []
+    return [
+        f"aws_account_id {account!r} is invalid: it must be exactly 12 digits, "
+        "as printed by 'aws sts get-caller-identity --query Account --output text'. "
+        "Keep leading zeros."
+    ]
+
+
+def check_choices(answers: dict[str, str]) -> list[str]:
+    errors = []
+    if answers["python_version"] not in SUPPORTED_PYTHON:
+        errors.append(
+            f"python_version {answers['python_version']!r} is not supported: "
+            f"choose one of {', '.join(SUPPORTED_PYTHON)}."
+        )
+    for env in ("staging", "prod"):
+        key = f"{env}_endpoint_type"
+        if answers[key] not in ENDPOINT_TYPES:
+            errors.append(
+                f"{key} {answers[key]!r} is not supported: choose one of {', '.join(ENDPOINT_TYPES)}."
+            )
+    return errors
+
+
+def validate(answers: dict[str, str]) -> list[str]:
+    errors: list[str] = []
+    if not answers["project_name"].strip():
+        errors.append("project_name is empty: give the project a human-readable name.")
+    errors += check_slug(answers["project_slug"], answers["resource_prefix"])
+    errors += check_github_repository(answers["github_repository"])
+    errors += check_region(answers["aws_region"])
+    errors += check_account(answers["aws_account_id"])
+    errors += check_choices(answers)
+    return errors
+
+
+def main() -> int:
+    errors = validate(ANSWERS)
+    for error in errors:
+        print(f"ERROR: {error}", file=sys.stderr)
+    if errors:
+        print(f"\n{len(errors)} answer(s) rejected; nothing was generated.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
