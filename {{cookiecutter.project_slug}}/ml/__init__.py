@@ -1,0 +1,1 @@
+"""The ML code and pipeline steps of this project."""

@@ -1,0 +1,155 @@
+"""Command line: `python -m ml <command>`. The Makefile targets call these."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from ml import pipeline
+from ml.context import Context, make_context
+from ml.errors import PipelineError
+from ml.steps import data as data_step
+from ml.steps import deploy as deploy_step
+from ml.steps import evaluate as evaluate_step
+from ml.steps import promote as promote_step
+from ml.steps import register as register_step
+from ml.steps import smoke_test as smoke_step
+from ml.steps import train as train_step
+from ml.steps.data import DataResult
+from ml.steps.evaluate import EvaluationResult
+from ml.steps.register import RegisterResult
+from ml.steps.train import TrainResult
+from ml.summary import Summary
+
+
+def cmd_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    summary = Summary(env=ctx.config.env)
+    code = 0
+    try:
+        pipeline.run(ctx, summary)
+        summary.status = "succeeded"
+    except PipelineError as exc:
+        summary.status = "rejected" if exc.exit_code == 3 else "failed"
+        summary.error = str(exc)
+        code = exc.exit_code
+    summary.write(ctx.config.state_dir)
+    done = {record.name for record in summary.steps}
+    for name in pipeline.STEPS:
+        if name not in done:
+            summary.mark(name, "not run")
+    summary.render(ctx.console)
+    if summary.error:
+        ctx.console.print(f"[bold red]error:[/] {summary.error}", highlight=False)
+    return code
+
+
+def cmd_data(ctx: Context, args: argparse.Namespace) -> int:
+    result = data_step.run(ctx)
+    ctx.save("data", result)
+    ctx.console.print(f"data: {result.rows} rows valid; train {result.train_rows}, test {result.test_rows}")
+    return 0
+
+
+def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.save("train", train_step.run(ctx, ctx.load("data", DataResult)))
+    return 0
+
+
+def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
+    result = evaluate_step.run(ctx, ctx.load("data", DataResult), ctx.load("train", TrainResult))
+    ctx.save("evaluate", result)
+    for check in result.checks:
+        mark = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
+        ctx.console.print(f"{mark} {check['name']} = {check['value']:.4f} (needs >= {check['required']:.4f})")
+    ctx.console.print(f"plots and evaluation.json in {result.report_dir}")
+    return 0
+
+
+def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
+    result = register_step.run(
+        ctx, ctx.load("data", DataResult), ctx.load("train", TrainResult), ctx.load("evaluate", EvaluationResult)
+    )
+    ctx.save("register", result)
+    ctx.console.print(f"registered v{result.version} ({result.approval_status}) in {result.group}")
+    return 0
+
+
+def cmd_promote(ctx: Context, args: argparse.Namespace) -> int:
+    version = args.version or ctx.load("register", RegisterResult).version
+    promote_step.run(ctx, version)
+    return 0
+
+
+def cmd_deploy(ctx: Context, args: argparse.Namespace) -> int:
+    deploy_step.run(ctx)
+    return 0
+
+
+def cmd_smoke_test(ctx: Context, args: argparse.Namespace) -> int:
+    smoke_step.run(ctx, ctx.load("data", DataResult))
+    return 0
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    backends = ctx.backends
+    table = Table(title=f"model registry {backends.registry.group}")
+    for column in ("version", "status", "roc_auc", "git sha", "created"):
+        table.add_column(column)
+    for model in backends.registry.versions():
+        table.add_row(
+            str(model.version),
+            model.package.approval_status,
+            f"{model.package.metrics.get('roc_auc', float('nan')):.4f}",
+            model.package.lineage.get("git_sha", "")[:10],
+            model.created_at,
+        )
+    ctx.console.print(table)
+    ctx.console.print(f"desired state: v{backends.desired_state.read()} ({backends.desired_state.path})")
+    status = backends.endpoint.status()
+    if status is None:
+        ctx.console.print(f"endpoint {backends.endpoint.name}: not running")
+    else:
+        health = "healthy" if status.healthy else "NOT healthy"
+        ctx.console.print(f"endpoint {status.name}: v{status.version} at {status.url} ({health})")
+    return 0
+
+
+def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
+    stopped = ctx.backends.endpoint.stop()
+    ctx.console.print(f"endpoint {ctx.backends.endpoint.name} {'stopped' if stopped else 'was not running'}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
+    "pipeline": cmd_pipeline,
+    "data": cmd_data,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "register": cmd_register,
+    "promote": cmd_promote,
+    "deploy": cmd_deploy,
+    "smoke-test": cmd_smoke_test,
+    "status": cmd_status,
+    "stop": cmd_stop,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ml", description="Run the ML pipeline or one step.")
+    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("--version", type=int, help="promote: the model version (default: the one just registered)")
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        return COMMANDS[args.command](make_context(console=console), args)
+    except PipelineError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The desired state of an environment: a Pulumi stack config file.
+
+In AWS this is infra/Pulumi.<env>.yaml, committed to git, and `pulumi up` reconciles
+the endpoint to it. Locally it is a file of the same shape under .mlops/, and the deploy
+step reconciles the local endpoint to it. Edits keep comments and key order, so a
+promotion is a one-line diff that `git revert` undoes.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from ml import atomic
+from ml.errors import ConfigError
+
+MODEL_VERSION_KEY = "model_version"
+
+
+class StackConfigFile:
+    def __init__(self, path: Path, namespace: str) -> None:
+        self.path = path
+        self.key = f"{namespace}:{MODEL_VERSION_KEY}"
+        self._yaml = YAML()
+        self._yaml.preserve_quotes = True
+
+    def _load(self) -> CommentedMap:
+        if not self.path.exists():
+            return CommentedMap()
+        try:
+            document = self._yaml.load(self.path.read_text(encoding="utf-8"))
+        except Exception as exc:  # ruamel raises several unrelated types for bad YAML
+            raise ConfigError(f"{self.path} is not valid YAML ({exc}); fix or restore it from git") from exc
+        if document is None:
+            return CommentedMap()
+        if not isinstance(document, CommentedMap):
+            raise ConfigError(f"{self.path} must be a YAML mapping with a 'config:' section")
+        return document
+
+    def read(self) -> int | None:
+        config: Any = self._load().get("config") or {}
+        value = config.get(self.key)
+        if value in (None, ""):
+            return None
+        try:
+            version = int(str(value))
+        except ValueError:
+            raise ConfigError(f"{self.path}: {self.key} is {value!r}; it must be a model version number") from None
+        if version < 1:
+            raise ConfigError(f"{self.path}: {self.key} must be 1 or more, not {version}")
+        return version
+
+    def write(self, version: int) -> bool:
+        if self.read() == version:
+            return False
+        document = self._load()
+        config = document.setdefault("config", CommentedMap())
+        config[self.key] = str(version)  # Pulumi config values are strings
+        buffer = io.StringIO()
+        self._yaml.dump(document, buffer)
+        atomic.write_text(self.path, buffer.getvalue())
+        return True

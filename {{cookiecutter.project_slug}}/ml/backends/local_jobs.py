@@ -1,0 +1,137 @@
+"""Training and processing jobs as local subprocesses that honour the SageMaker contract.
+
+A training job gets the directory layout and SM_* variables the SageMaker training
+toolkit provides, hyperparameters as --name value arguments, and its model directory
+is packed into model.tar.gz. A processing job gets /opt/ml/processing-style input and
+output directories. So a script that runs here runs unchanged in the real container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from ml.backends.base import (
+    ArtifactStore,
+    ProcessingResult,
+    ProcessingSpec,
+    TrainingResult,
+    TrainingSpec,
+)
+from ml.errors import JobFailedError
+
+_LOG_TAIL = 20
+
+
+class LocalJobRunner:
+    def __init__(self, root: Path, artifacts: ArtifactStore) -> None:
+        self.root = root
+        self._artifacts = artifacts
+
+    def _prepare(self, job_name: str, source_files: tuple[Path, ...]) -> Path:
+        job_dir = self.root / job_name
+        if job_dir.exists():
+            raise JobFailedError(f"job {job_name} already exists; job names must be unique")
+        code = job_dir / "code"
+        code.mkdir(parents=True)
+        for source in source_files:
+            shutil.copy2(source, code / source.name)
+        return job_dir
+
+    def train(self, spec: TrainingSpec) -> TrainingResult:
+        job_dir = self._prepare(spec.job_name, spec.source_files)
+        model_dir, output_dir = job_dir / "model", job_dir / "output"
+        config_dir = job_dir / "input" / "config"
+        for directory in (model_dir, output_dir / "data", config_dir):
+            directory.mkdir(parents=True)
+        env = {
+            "SM_MODEL_DIR": str(model_dir),
+            "SM_OUTPUT_DIR": str(output_dir),
+            "SM_OUTPUT_DATA_DIR": str(output_dir / "data"),
+            "SM_INPUT_DIR": str(job_dir / "input"),
+            "SM_CHANNELS": json.dumps(sorted(spec.channels)),
+            "SM_HPS": json.dumps(spec.hyperparameters),
+            "SM_CURRENT_HOST": "algo-1",
+            "SM_HOSTS": json.dumps(["algo-1"]),
+            "SM_NUM_CPUS": str(os.cpu_count() or 1),
+            "SM_USER_ENTRY_POINT": spec.entry_point.name,
+            "SM_TRAINING_JOB_NAME": spec.job_name,
+        }
+        for channel, uri in spec.channels.items():
+            channel_dir = job_dir / "input" / "data" / channel
+            self._artifacts.get(uri, channel_dir / Path(uri).name)
+            env[f"SM_CHANNEL_{channel.upper()}"] = str(channel_dir)
+        (config_dir / "hyperparameters.json").write_text(json.dumps(spec.hyperparameters))
+        arguments = [item for name, value in spec.hyperparameters.items() for item in (f"--{name}", value)]
+        seconds = self._run(spec.job_name, job_dir, spec.entry_point.name, arguments, env, spec.max_runtime_seconds)
+
+        tarball = output_dir / "model.tar.gz"
+        with tarfile.open(tarball, "w:gz") as archive:
+            for item in sorted(model_dir.iterdir()):
+                archive.add(item, arcname=item.name)
+        return TrainingResult(spec.job_name, self._artifacts.put(tarball), seconds)
+
+    def process(self, spec: ProcessingSpec) -> ProcessingResult:
+        job_dir = self._prepare(spec.job_name, spec.source_files)
+        processing = job_dir / "processing"
+        for name, uri in spec.inputs.items():
+            self._artifacts.get(uri, processing / "input" / name / Path(uri).name)
+        for name in spec.outputs:
+            (processing / "output" / name).mkdir(parents=True)
+        # The container's default root is /opt/ml/processing; here it is the job directory.
+        arguments = [*spec.arguments, "--root", str(processing)]
+        seconds = self._run(spec.job_name, job_dir, spec.entry_point.name, arguments, {}, spec.max_runtime_seconds)
+        outputs = {}
+        for name in spec.outputs:
+            files = sorted(p for p in (processing / "output" / name).rglob("*") if p.is_file())
+            if not files:
+                raise JobFailedError(f"processing job {spec.job_name} wrote nothing to output {name!r}")
+            for path in files:
+                outputs[f"{name}/{path.name}"] = self._artifacts.put(path)
+        return ProcessingResult(spec.job_name, outputs, seconds)
+
+    def _run(
+        self,
+        job_name: str,
+        job_dir: Path,
+        script: str,
+        arguments: list[str],
+        env: dict[str, str],
+        max_runtime: int,
+    ) -> float:
+        log = job_dir / "job.log"
+        started = time.perf_counter()
+        with log.open("w") as handle:
+            process = subprocess.Popen(
+                [sys.executable, script, *arguments],
+                cwd=job_dir / "code",
+                env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                code = process.wait(timeout=max_runtime)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise JobFailedError(
+                    f"job {job_name} Stopped: it ran past MaxRuntimeInSeconds={max_runtime}. "
+                    f"Raise [train].max_runtime_seconds in mlops.toml or make training faster. "
+                    f"Log: {log}"
+                ) from None
+        if code != 0:
+            failure = job_dir / "output" / "failure"
+            reason = failure.read_text().strip() if failure.exists() else _tail(log)
+            raise JobFailedError(f"job {job_name} Failed (exit {code}): {reason}\nFull log: {log}")
+        return time.perf_counter() - started
+
+
+def _tail(log: Path) -> str:
+    lines = log.read_text(errors="replace").splitlines()
+    return "\n".join(lines[-_LOG_TAIL:]) or "no output"

@@ -1,0 +1,131 @@
+"""Load and validate mlops.toml, the project's single configuration file.
+
+Paths and the environment come from three variables so tests and CI can point a
+run elsewhere without editing files:
+
+- MLOPS_ENV     local (default), dev, staging or prod
+- MLOPS_CONFIG  another mlops.toml to read
+- MLOPS_HOME    where local state lives (default: .mlops/ beside mlops.toml)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ml.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ENVIRONMENTS = ("local", "dev", "staging", "prod")
+Metric = Literal["roc_auc", "accuracy", "f1", "precision", "recall"]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos more often than not; refuse them rather than ignore them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectSection(_Section):
+    name: str
+    slug: str
+    resource_prefix: str
+    github_repository: str
+    aws_region: str
+    aws_account_id: Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+
+
+class FrameworkSection(_Section):
+    sagemaker_image_version: str
+    scikit_learn: str
+
+
+class DataSection(_Section):
+    source: str = "builtin:breast_cancer"
+    test_fraction: Fraction = 0.25
+    seed: int = 42
+
+
+class TrainSection(_Section):
+    max_runtime_seconds: Annotated[int, Field(gt=0, le=432_000)] = 900
+    hyperparameters: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+
+class GateSection(_Section):
+    primary_metric: Metric = "roc_auc"
+    max_regression: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    thresholds: dict[Metric, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _not_empty(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("at least one threshold is required, e.g. roc_auc = 0.95")
+        return value
+
+
+class ServeSection(_Section):
+    host: Literal["127.0.0.1", "localhost"] = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 0
+    smoke_test_rows: Annotated[int, Field(ge=1, le=10_000)] = 25
+    startup_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60
+
+
+class Config(_Section):
+    project: ProjectSection
+    framework: FrameworkSection
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    gate: GateSection = GateSection()
+    serve: ServeSection = ServeSection()
+
+    # Set by load_config, not read from the file.
+    path: Path = Path("mlops.toml")
+    env: str = "local"
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        override = os.environ.get("MLOPS_HOME")
+        return Path(override).resolve() if override else self.root / ".mlops"
+
+    def parameters(self) -> dict[str, object]:
+        """Everything that shapes the model apart from code and data, for the fingerprint."""
+        return {
+            "framework": self.framework.model_dump(),
+            "data": {"test_fraction": self.data.test_fraction, "seed": self.data.seed},
+            "hyperparameters": dict(sorted(self.train.hyperparameters.items())),
+        }
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    lines = [f"{path} is invalid:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        lines.append(f"  - {key}: {item['msg']}")
+    lines.append("Fix these keys in the file (see the comments in mlops.toml) and run again.")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | None = None, env: str | None = None) -> Config:
+    path = Path(path or os.environ.get("MLOPS_CONFIG") or PROJECT_ROOT / "mlops.toml").resolve()
+    env = env or os.environ.get("MLOPS_ENV", "local")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"MLOPS_ENV={env!r} is not an environment: use one of {', '.join(ENVIRONMENTS)}.")
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: run from the project root or set MLOPS_CONFIG.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the syntax and run again.") from exc
+    try:
+        return Config.model_validate({**raw, "path": path, "env": env})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc

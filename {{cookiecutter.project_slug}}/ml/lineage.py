@@ -1,0 +1,50 @@
+"""Where a model came from: git commit, data, code and parameters."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from ml.config import PROJECT_ROOT, Config
+from ml.hashing import combine, files_sha256, json_sha256
+
+# The files whose content shapes the model. They ship to the training container, so a
+# change to any of them means a new model; other modules (reports, CLI) do not.
+MODEL_CODE = ("train.py", "inference.py", "evaluate.py")
+
+
+def model_code_files() -> tuple[Path, ...]:
+    return tuple(PROJECT_ROOT / "ml" / name for name in MODEL_CODE)
+
+
+def code_hash() -> str:
+    return files_sha256(model_code_files(), PROJECT_ROOT)
+
+
+def params_hash(config: Config) -> str:
+    return json_sha256(config.parameters())
+
+
+def fingerprint(split_hash: str, config: Config) -> str:
+    """Same data, code and parameters give the same fingerprint, hence the same model."""
+    return combine(split_hash, code_hash(), params_hash(config))
+
+
+def git_revision(root: Path = PROJECT_ROOT) -> tuple[str, bool]:
+    """The commit being built and whether the tree differs from it.
+
+    In GitHub Actions GITHUB_SHA names the commit even in a shallow checkout.
+    """
+    try:
+        sha = os.environ.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD")
+        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+    return sha, dirty
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, check=True, capture_output=True, text=True, timeout=10
+    ).stdout.strip()

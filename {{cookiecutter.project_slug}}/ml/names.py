@@ -1,0 +1,56 @@
+"""Every AWS and local resource name, derived from the one resource prefix.
+
+The pre-generation hook limits the prefix so that the longest name built here still
+fits its service's limit; tests/test_names.py checks the worst case of each.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+
+S3_BUCKET_MAX = 63
+SAGEMAKER_NAME_MAX = 63
+IAM_ROLE_MAX = 64
+
+_SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+BUCKET_PURPOSES = ("data", "artifacts", "access-logs")
+
+
+def bucket_name(prefix: str, env: str, purpose: str, account_id: str) -> str:
+    # The account id makes the name unique in S3's global namespace without a random suffix,
+    # so the name is known before the bucket exists.
+    if purpose not in BUCKET_PURPOSES:
+        raise ValueError(f"unknown bucket purpose {purpose!r}; use one of {BUCKET_PURPOSES}")
+    return _checked(f"{prefix}-{env}-{purpose}-{account_id}", _BUCKET_NAME, S3_BUCKET_MAX)
+
+
+def model_package_group_name(prefix: str, env: str) -> str:
+    return _checked(f"{prefix}-{env}", _SAGEMAKER_NAME, SAGEMAKER_NAME_MAX)
+
+
+def endpoint_name(prefix: str, env: str) -> str:
+    return _checked(f"{prefix}-{env}", _SAGEMAKER_NAME, SAGEMAKER_NAME_MAX)
+
+
+def execution_role_name(prefix: str, env: str) -> str:
+    return _checked(f"{prefix}-{env}-sagemaker-execution", None, IAM_ROLE_MAX)
+
+
+def job_name(prefix: str, env: str, kind: str, now: datetime | None = None) -> str:
+    """A unique, sortable job name such as tumor-classifier-local-train-20261122-143000-1a2b."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    name = f"{prefix}-{env}-{kind}-{stamp}-{secrets.token_hex(2)}"
+    return _checked(name, _SAGEMAKER_NAME, SAGEMAKER_NAME_MAX)
+
+
+def _checked(name: str, pattern: re.Pattern[str] | None, limit: int) -> str:
+    if len(name) > limit or (pattern is not None and not pattern.match(name)):
+        raise ValueError(
+            f"derived name {name!r} breaks the AWS naming rule (at most {limit} characters, "
+            "letters, digits and hyphens); shorten resource_prefix in mlops.toml"
+        )
+    return name

@@ -1,0 +1,103 @@
+"""The whole loop: data -> train -> evaluate -> register -> promote -> deploy -> smoke test."""
+
+from __future__ import annotations
+
+from ml.context import Context
+from ml.errors import GateRejectedError
+from ml.steps import data as data_step
+from ml.steps import deploy as deploy_step
+from ml.steps import evaluate as evaluate_step
+from ml.steps import promote as promote_step
+from ml.steps import register as register_step
+from ml.steps import smoke_test as smoke_step
+from ml.steps import train as train_step
+from ml.summary import Summary
+
+STEPS = ("data", "train", "evaluate", "register", "promote", "deploy", "smoke_test")
+
+
+def run(ctx: Context, summary: Summary) -> Summary:
+    """Run every step, recording each in summary; the first failure stops the run."""
+    config, backends = ctx.config, ctx.backends
+    summary.paths.update(
+        {
+            "registry": str(getattr(backends.registry, "path", backends.registry.group)),
+            "desired_state": str(backends.desired_state.path),
+        }
+    )
+    data = summary.step("data", lambda: data_step.run(ctx), lambda r: f"{r.rows} rows, hash {r.data_hash[:12]}")
+    ctx.save("data", data)
+    if data.reused:
+        summary.steps[-1].status = "reused"
+    trained = summary.step(
+        "train",
+        lambda: train_step.run(ctx, data),
+        lambda r: f"reused v{r.reused_version}" if r.reused_version else f"{r.job_name} ({r.seconds:.1f}s in job)",
+    )
+    ctx.save("train", trained)
+    summary.model["fingerprint"] = trained.fingerprint[:16]
+
+    if trained.reused_version is not None:
+        # Incremental run: this exact model was trained, evaluated and registered before.
+        summary.steps[-1].status = "reused"
+        existing = backends.registry.get(trained.reused_version)
+        summary.metrics = existing.package.metrics
+        summary.model.update(version=existing.version, approval=existing.package.approval_status, reused=True)
+        summary.mark("evaluate", "skipped", f"unchanged inputs; metrics from v{existing.version}")
+        summary.mark("register", "skipped", f"already registered as v{existing.version}")
+        if not existing.approved:
+            raise GateRejectedError(
+                f"data, code and parameters are unchanged since v{existing.version}, which the gate "
+                "rejected. Change the data, code or [train] parameters to try again."
+            )
+        version = existing.version
+    else:
+        evaluation = summary.step(
+            "evaluate",
+            lambda: evaluate_step.run(ctx, data, trained),
+            lambda r: "gate passed" if r.passed else "gate failed",
+        )
+        ctx.save("evaluate", evaluation)
+        summary.metrics = evaluation.metrics
+        summary.paths["report"] = evaluation.report_dir
+        if evaluation.champion_metrics is not None:
+            summary.champion = {"version": evaluation.champion_version, "metrics": evaluation.champion_metrics}
+        summary.model["reused"] = False
+        try:
+            registered = summary.step(
+                "register",
+                lambda: register_step.run(ctx, data, trained, evaluation),
+                lambda r: f"v{r.version} {r.approval_status} in {r.group}",
+            )
+        except GateRejectedError:
+            rejected = backends.registry.find_by_fingerprint(trained.fingerprint)
+            if rejected is not None:
+                summary.model.update(version=rejected.version, approval=rejected.package.approval_status)
+            raise
+        ctx.save("register", registered)
+        summary.model.update(version=registered.version, approval=registered.approval_status)
+        version = registered.version
+
+    promoted = summary.step(
+        "promote",
+        lambda: promote_step.run(ctx, version),
+        lambda r: (
+            f"v{r.version}"
+            + (f" (was v{r.previous})" if r.previous and r.changed else "")
+            + ("" if r.changed else " unchanged")
+        ),
+    )
+    summary.model["promoted"] = promoted.version
+    deployed = summary.step(
+        "deploy",
+        lambda: deploy_step.run(ctx),
+        lambda r: f"v{r.version} at {r.url}" + ("" if r.changed else " (already serving)"),
+    )
+    summary.paths["endpoint"] = deployed.url
+    summary.step(
+        "smoke_test",
+        lambda: smoke_step.run(ctx, data),
+        lambda r: f"{r.requests} requests OK, p50 {r.p50_ms:.1f} ms, p95 {r.p95_ms:.1f} ms",
+    )
+    summary.paths["artifacts"] = str(config.state_dir / "artifacts")
+    return summary

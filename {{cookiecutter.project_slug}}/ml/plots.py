@@ -1,0 +1,42 @@
+"""Evaluation plots as PNG: the ROC curve and the confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on CI runners or in containers
+import matplotlib.pyplot as plt
+
+
+def roc_curve(report: dict[str, Any], path: Path) -> Path:
+    figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
+    for role, style in (("candidate", "-"), ("champion", "--")):
+        scored = report.get(role)
+        if scored:
+            auc = scored["metrics"]["roc_auc"]
+            curve = scored["roc_curve"]
+            axes.plot(curve["fpr"], curve["tpr"], style, label=f"{role} (AUC {auc:.3f})")
+    axes.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def confusion_matrix(report: dict[str, Any], path: Path) -> Path:
+    matrix = report["candidate"]["confusion_matrix"]
+    figure, axes = plt.subplots(figsize=(4, 4), dpi=100)
+    axes.imshow(matrix, cmap="Blues")
+    for row in range(2):
+        for column in range(2):
+            axes.text(column, row, str(matrix[row][column]), ha="center", va="center", fontsize=14)
+    axes.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual", title="Confusion matrix (candidate)")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -1,0 +1,80 @@
+"""Evaluate step: score candidate and champion on the same test set, plot, apply the gate."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ml import gate, lineage, names, schema
+from ml.backends.base import ProcessingSpec
+from ml.config import PROJECT_ROOT
+from ml.context import Context
+from ml.errors import PipelineError
+from ml.steps.data import DataResult
+from ml.steps.train import TrainResult
+
+EVALUATION_JSON = "evaluation/evaluation.json"
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    job_name: str
+    evaluation_uri: str
+    metrics: dict[str, float]
+    champion_version: int | None
+    champion_metrics: dict[str, float] | None
+    passed: bool
+    checks: list[dict[str, Any]]
+    report_dir: str
+
+
+def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResult:
+    config = ctx.config
+    backends = ctx.backends
+    champion = backends.registry.champion()
+    inputs = {"model": trained.model_uri, "test": data.test_uri}
+    if champion is not None:
+        if not backends.artifacts.exists(champion.package.model_uri):
+            raise PipelineError(
+                f"champion v{champion.version}'s model {champion.package.model_uri} is missing, "
+                "so the candidate cannot be compared with it. Restore the artifact store."
+            )
+        inputs["champion"] = champion.package.model_uri
+    spec = ProcessingSpec(
+        job_name=names.job_name(config.project.resource_prefix, config.env, "eval"),
+        entry_point=PROJECT_ROOT / "ml" / "evaluate.py",
+        source_files=lineage.model_code_files(),
+        inputs=inputs,
+        outputs=("evaluation",),
+        arguments=("--label", schema.LABEL),
+        max_runtime_seconds=config.train.max_runtime_seconds,
+    )
+    with ctx.progress(f"evaluation job {spec.job_name}"):
+        result = backends.jobs.process(spec)
+    evaluation_uri = result.outputs[EVALUATION_JSON]
+    report_dir = config.state_dir / "reports" / spec.job_name
+    with tempfile.TemporaryDirectory() as scratch:
+        report = json.loads(backends.artifacts.get(evaluation_uri, Path(scratch) / "e.json").read_text())
+    from ml import plots  # matplotlib is slow to import; only evaluation needs it
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
+    plots.roc_curve(report, report_dir / "roc_curve.png")
+    plots.confusion_matrix(report, report_dir / "confusion_matrix.png")
+
+    candidate_metrics = report["candidate"]["metrics"]
+    champion_metrics = report["champion"]["metrics"] if report["champion"] else None
+    decision = gate.decide(candidate_metrics, champion_metrics, config.gate, champion.version if champion else None)
+    return EvaluationResult(
+        job_name=spec.job_name,
+        evaluation_uri=evaluation_uri,
+        metrics=candidate_metrics,
+        champion_version=champion.version if champion else None,
+        champion_metrics=champion_metrics,
+        passed=decision.passed,
+        checks=[asdict(check) for check in decision.checks],
+        report_dir=str(report_dir),
+    )

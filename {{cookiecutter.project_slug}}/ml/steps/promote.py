@@ -1,0 +1,35 @@
+"""Promote step: write an approved version into the environment's desired-state file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ml.context import Context
+from ml.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class PromoteResult:
+    version: int
+    previous: int | None
+    changed: bool
+    desired_state: str
+
+
+def run(ctx: Context, version: int) -> PromoteResult:
+    backends = ctx.backends
+    try:
+        model = backends.registry.get(version)
+    except LookupError as exc:
+        raise PipelineError(f"cannot promote: {exc}") from None
+    if not model.approved:
+        raise PipelineError(
+            f"cannot promote v{version}: its approval status is {model.package.approval_status}. "
+            "Only versions that passed the gate can be promoted."
+        )
+    state = backends.desired_state
+    previous = state.read()
+    changed = state.write(version)
+    verb = "promoted" if changed else "already promoted"
+    ctx.console.print(f"{verb} v{version} in {state.path}" + (f" (was v{previous})" if changed and previous else ""))
+    return PromoteResult(version, previous, changed, str(state.path))

@@ -1,0 +1,93 @@
+"""Smoke test: real requests against the endpoint, checked against the serving contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ml import schema
+from ml.context import Context
+from ml.errors import EndpointError
+from ml.steps.data import DataResult
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    endpoint: str
+    version: int
+    requests: int
+    rows: int
+    accuracy: float
+    p50_ms: float
+    p95_ms: float
+
+
+def _predictions(payload: bytes, expected: int) -> list[dict[str, Any]]:
+    predictions: list[dict[str, Any]] = json.loads(payload)["predictions"]
+    if len(predictions) != expected:
+        raise EndpointError(f"smoke test: sent {expected} rows, got {len(predictions)} predictions")
+    for item in predictions:
+        if item["label"] not in schema.LABEL_VALUES or not 0.0 <= item["probability"] <= 1.0:
+            raise EndpointError(f"smoke test: malformed prediction {item}")
+    return predictions
+
+
+def load_sample(ctx: Context, data: DataResult) -> list[dict[str, str]]:
+    with tempfile.TemporaryDirectory() as scratch:
+        path = ctx.backends.artifacts.get(data.test_uri, Path(scratch) / "test.csv")
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    return rows[: ctx.config.serve.smoke_test_rows]
+
+
+def run(ctx: Context, data: DataResult) -> SmokeResult:
+    endpoint = ctx.backends.endpoint
+    status = endpoint.status()
+    desired = ctx.backends.desired_state.read()
+    if status is None or not status.healthy:
+        raise EndpointError(f"smoke test: endpoint {endpoint.name} is not serving; run `make deploy`")
+    if status.version != desired:
+        raise EndpointError(f"smoke test: endpoint serves v{status.version} but the desired state says v{desired}")
+    sample = load_sample(ctx, data)
+    lines = [",".join(row[name] for name in schema.FEATURES) for row in sample]
+    accept = "application/json"
+
+    batch = _predictions(endpoint.invoke(("\n".join(lines) + "\n").encode(), "text/csv", accept), len(sample))
+    instances = [{name: float(row[name]) for name in schema.FEATURES} for row in sample]
+    as_json = json.dumps({"instances": instances}).encode()
+    if _predictions(endpoint.invoke(as_json, "application/json", accept), len(sample)) != batch:
+        raise EndpointError("smoke test: CSV and JSON requests for the same rows disagree")
+    try:
+        endpoint.invoke(b"1,2,3\n", "text/csv", accept)
+    except EndpointError as exc:
+        if "HTTP 400" not in str(exc):
+            raise
+    else:
+        raise EndpointError("smoke test: a row with 3 features was accepted; input validation is broken")
+
+    latencies = []
+    for line in lines:
+        started = time.perf_counter()
+        _predictions(endpoint.invoke(f"{line}\n".encode(), "text/csv", accept), 1)
+        latencies.append((time.perf_counter() - started) * 1000)
+    requests = 3 + len(lines)
+    truth = [int(row[schema.LABEL]) for row in sample]
+    accuracy = sum(p["label"] == t for p, t in zip(batch, truth, strict=True)) / len(truth)
+    ctx.console.print(
+        f"smoke test: {requests} requests to v{status.version} OK, accuracy on {len(truth)} rows {accuracy:.3f}"
+    )
+    return SmokeResult(
+        endpoint=endpoint.name,
+        version=status.version,
+        requests=requests,
+        rows=len(sample),
+        accuracy=accuracy,
+        p50_ms=statistics.median(latencies),
+        p95_ms=statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else latencies[0],
+    )

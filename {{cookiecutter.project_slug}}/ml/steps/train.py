@@ -1,0 +1,58 @@
+"""Train step: run ml/train.py as a training job, unless this exact model already exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ml import lineage, names, schema
+from ml.backends.base import TrainingSpec
+from ml.config import PROJECT_ROOT
+from ml.context import Context
+from ml.steps.data import DataResult
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    fingerprint: str
+    model_uri: str
+    job_name: str
+    seconds: float
+    reused_version: int | None = None
+
+
+def hyperparameters(ctx: Context) -> dict[str, str]:
+    # SageMaker passes every hyperparameter as a string; do the same locally.
+    values = {**ctx.config.train.hyperparameters, "label": schema.LABEL}
+    return {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in values.items()}
+
+
+def run(ctx: Context, data: DataResult) -> TrainResult:
+    config = ctx.config
+    fingerprint = lineage.fingerprint(data.split_hash, config)
+    existing = ctx.backends.registry.find_by_fingerprint(fingerprint)
+    if existing is not None and ctx.backends.artifacts.exists(existing.package.model_uri):
+        ctx.console.print(
+            f"[green]unchanged[/] data, code and parameters: reusing model version "
+            f"{existing.version} ({existing.package.approval_status}); training skipped"
+        )
+        return TrainResult(
+            fingerprint=fingerprint,
+            model_uri=existing.package.model_uri,
+            job_name=existing.package.lineage.get("training_job", ""),
+            seconds=0.0,
+            reused_version=existing.version,
+        )
+    git_sha, _ = lineage.git_revision()
+    spec = TrainingSpec(
+        job_name=names.job_name(config.project.resource_prefix, config.env, "train"),
+        entry_point=PROJECT_ROOT / "ml" / "train.py",
+        source_files=lineage.model_code_files(),
+        channels={"train": data.train_uri},
+        hyperparameters=hyperparameters(ctx),
+        max_runtime_seconds=config.train.max_runtime_seconds,
+        tags={"git-sha": git_sha, "fingerprint": fingerprint[:16]},
+    )
+    with ctx.progress(f"training job {spec.job_name}"):
+        result = ctx.backends.jobs.train(spec)
+    ctx.console.print(f"trained {spec.job_name} in {result.seconds:.1f}s -> {result.model_uri}")
+    return TrainResult(fingerprint, result.model_uri, result.job_name, result.seconds)

@@ -1,0 +1,71 @@
+"""Shared fixtures: an isolated state directory, config overrides, and a step context."""
+
+from __future__ import annotations
+
+import io
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+from rich.console import Console
+
+from ml.config import PROJECT_ROOT, Config, load_config
+from ml.context import Context, make_context
+
+MakeConfig = Callable[..., Config]
+
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and value and key in merged else value
+    return merged
+
+
+def write_config(directory: Path, **sections: Any) -> Path:
+    """A copy of the project's mlops.toml with sections changed, e.g. train={"hyperparameters": {...}}."""
+    raw = tomllib.loads((PROJECT_ROOT / "mlops.toml").read_text())
+    path = directory / "mlops.toml"
+    path.write_text(tomli_w.dumps(merge(raw, sections)))
+    return path
+
+
+def quiet_console() -> Console:
+    return Console(file=io.StringIO(), width=200, force_terminal=False)
+
+
+def console_text(ctx: Context) -> str:
+    stream = ctx.console.file
+    assert isinstance(stream, io.StringIO)
+    return stream.getvalue()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path / "state"
+    monkeypatch.setenv("MLOPS_HOME", str(state))
+    monkeypatch.setenv("MLOPS_ENV", "local")
+    monkeypatch.delenv("MLOPS_CONFIG", raising=False)
+    return state
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> MakeConfig:
+    def make(**sections: Any) -> Config:
+        directory = tmp_path / "config"
+        directory.mkdir(exist_ok=True)
+        path = write_config(directory, **sections)
+        monkeypatch.setenv("MLOPS_CONFIG", str(path))
+        return load_config()
+
+    return make
+
+
+@pytest.fixture
+def ctx(state_dir: Path) -> Iterator[Context]:
+    context = make_context(load_config(), quiet_console())
+    yield context
+    context.backends.endpoint.stop()

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ml.config import load_config
+from ml.errors import ConfigError
+from tests.conftest import MakeConfig
+
+
+def test_the_committed_config_loads() -> None:
+    config = load_config()
+    assert config.env == "local"
+    assert config.gate.thresholds
+    assert config.project.resource_prefix
+
+
+@pytest.mark.parametrize(
+    ("sections", "named"),
+    [
+        ({"gate": {"primary_metric": "speed"}}, "gate.primary_metric"),
+        ({"gate": {"thresholds": {"roc_auc": 1.5}}}, "gate.thresholds.roc_auc"),
+        ({"gate": {"thresholds": {}}}, "gate.thresholds"),
+        ({"data": {"test_fraction": 0}}, "data.test_fraction"),
+        ({"train": {"max_runtime_seconds": -1}}, "train.max_runtime_seconds"),
+        ({"serve": {"host": "0.0.0.0"}}, "serve.host"),
+        ({"train": {"epochs": 3}}, "train.epochs"),
+        ({"project": {"aws_account_id": "12345"}}, "project.aws_account_id"),
+    ],
+)
+def test_a_bad_value_names_its_key(make_config: MakeConfig, sections: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        make_config(**sections)
+    assert named in str(error.value)
+    assert "mlops.toml" in str(error.value)
+
+
+def test_an_unknown_environment_lists_the_valid_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_ENV", "qa")
+    with pytest.raises(ConfigError, match="local, dev, staging, prod"):
+        load_config()
+
+
+def test_broken_toml_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "mlops.toml"
+    bad.write_text("[project\nname = 1")
+    monkeypatch.setenv("MLOPS_CONFIG", str(bad))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config()
+
+
+def test_aws_environments_are_refused_until_their_backends_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ml.backends import make_backends
+
+    monkeypatch.setenv("MLOPS_ENV", "dev")
+    with pytest.raises(ConfigError, match="MLOPS_ENV=local"):
+        make_backends(load_config())

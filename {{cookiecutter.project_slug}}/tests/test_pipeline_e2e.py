@@ -1,0 +1,227 @@
+"""The whole local loop, for real: subprocess jobs, SQLite registry, an HTTP endpoint.
+
+One champion is trained per module; the other tests build on it and check that nothing
+they do (a worse model, bad data, a broken deploy) disturbs it.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ml import pipeline, schema
+from ml.__main__ import main
+from ml.backends.base import ModelPackage
+from ml.config import load_config
+from ml.context import Context, make_context
+from ml.errors import EndpointError
+from ml.summary import Summary
+from tests.conftest import quiet_console, write_config
+from tests.data_factory import good_frame, write_csv
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Champion:
+    state: Path
+    ctx: Context
+    summary: Summary
+
+
+def fresh_context() -> Context:
+    return make_context(load_config(), quiet_console())
+
+
+def last_summary(state: Path) -> dict[str, object]:
+    summary: dict[str, object] = json.loads((state / "summary.json").read_text())
+    return summary
+
+
+def snapshot(state: Path) -> tuple[list[tuple[int, str]], bytes, int | None]:
+    ctx = fresh_context()
+    status = ctx.backends.endpoint.status()
+    assert status is not None and status.healthy
+    registry: list[tuple[int, str]] = [(v.version, v.package.approval_status) for v in ctx.backends.registry.versions()]
+    return registry, ctx.backends.desired_state.path.read_bytes(), status.version
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Champion]:
+    state = tmp_path_factory.mktemp("e2e") / "state"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_HOME", str(state))
+        patch.setenv("MLOPS_ENV", "local")
+        patch.delenv("MLOPS_CONFIG", raising=False)
+        ctx = fresh_context()
+        try:
+            summary = pipeline.run(ctx, Summary(env="local"))
+            yield Champion(state, ctx, summary)
+        finally:
+            ctx.backends.endpoint.stop()
+
+
+def test_the_first_run_trains_registers_promotes_and_serves(champion: Champion) -> None:
+    steps = {step.name: step.status for step in champion.summary.steps}
+    assert steps == dict.fromkeys(pipeline.STEPS, "ok")
+    model = champion.ctx.backends.registry.get(1)
+    assert model.approved
+    assert set(model.package.lineage) >= {"git_sha", "data_hash", "code_hash", "params_hash", "fingerprint"}
+    assert model.package.metrics["roc_auc"] >= load_config().gate.thresholds["roc_auc"]
+    assert champion.ctx.backends.desired_state.read() == 1
+    status = champion.ctx.backends.endpoint.status()
+    assert status is not None and status.healthy and status.version == 1
+    report = Path(champion.summary.paths["report"])
+    for plot in ("roc_curve.png", "confusion_matrix.png"):
+        assert (report / plot).read_bytes().startswith(b"\x89PNG")
+
+
+def test_an_unchanged_rerun_reuses_the_model_and_says_so(champion: Champion) -> None:
+    before = snapshot(champion.state)
+    assert main(["pipeline"]) == 0
+    summary = last_summary(champion.state)
+    steps = {s["name"]: s["status"] for s in summary["steps"]}  # type: ignore[attr-defined]
+    assert steps["data"] == "reused" and steps["train"] == "reused"
+    assert steps["evaluate"] == steps["register"] == "skipped"
+    assert summary["model"] == {**summary["model"], "version": 1, "reused": True}  # type: ignore[dict-item]
+    assert snapshot(champion.state) == before
+
+
+def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(
+    champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry_before, desired_before, serving_before = snapshot(champion.state)
+    worse = {"hyperparameters": {"n_estimators": 2, "max_depth": 1, "min_samples_leaf": 1, "random_state": 0}}
+    monkeypatch.setenv("MLOPS_CONFIG", str(write_config(tmp_path, train=worse)))
+    assert main(["pipeline"]) == 3
+    summary = last_summary(champion.state)
+    assert summary["status"] == "rejected"
+    assert "vs champion v1" in str(summary["error"])
+    registry_after, desired_after, serving_after = snapshot(champion.state)
+    assert registry_after == [*registry_before, (len(registry_before) + 1, "Rejected")]
+    assert desired_after == desired_before
+    assert serving_after == serving_before == 1
+    # The same rejected inputs again: no retraining, and still rejected.
+    assert main(["pipeline"]) == 3
+    assert "unchanged since" in str(last_summary(champion.state)["error"])
+
+
+def _missing_column(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=["mean_radius"])
+
+
+def _wrong_dtype(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.astype({"mean_area": object})
+    frame.loc[5, "mean_area"] = "huge"
+    return frame
+
+
+def _nan(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[3, "worst_texture"] = float("nan")
+    return frame
+
+
+def _unknown_label(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[0, schema.LABEL] = 2
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (_missing_column, "missing column(s): mean_radius"),
+        (_wrong_dtype, "'mean_area' must be numeric but has 'huge'"),
+        (_nan, "'worst_texture' has empty/NaN values"),
+        (_unknown_label, "unknown value(s) 2"),
+        (None, "is empty"),
+    ],
+    ids=["missing-column", "wrong-dtype", "nan", "unknown-label", "empty-file"],
+)
+def test_bad_data_stops_the_run_and_changes_nothing(
+    champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corrupt: object, message: str
+) -> None:
+    before = snapshot(champion.state)
+    if corrupt is None:
+        (tmp_path / "data.csv").write_text("")
+    else:
+        write_csv(corrupt(good_frame()), tmp_path)  # type: ignore[operator]
+    monkeypatch.setenv("MLOPS_CONFIG", str(write_config(tmp_path, data={"source": "data.csv"})))
+    assert main(["pipeline"]) == 1
+    summary = last_summary(champion.state)
+    assert message in str(summary["error"])
+    assert [s["status"] for s in summary["steps"]][:1] == ["failed"]  # type: ignore[attr-defined]
+    assert snapshot(champion.state) == before
+
+
+def test_a_model_that_cannot_start_leaves_the_old_one_serving(champion: Champion, tmp_path: Path) -> None:
+    ctx = fresh_context()
+    broken = tmp_path / "model.tar.gz"
+    with tarfile.open(broken, "w:gz") as archive:
+        note = tmp_path / "README"
+        note.write_text("no code/inference.py in here")
+        archive.add(note, arcname="README")
+    evaluation = tmp_path / "evaluation.json"
+    evaluation.write_text("{}")
+    artifacts = ctx.backends.artifacts
+    version = ctx.backends.registry.register(
+        ModelPackage(artifacts.put(broken), artifacts.put(evaluation), "broken", "PendingManualApproval", {}, {})
+    )
+    with pytest.raises(EndpointError, match="previous version keeps serving"):
+        ctx.backends.endpoint.deploy(version)
+    status = ctx.backends.endpoint.status()
+    assert status is not None and status.healthy and status.version == 1
+
+
+def _request(url: str, body: bytes | None = None, content_type: str = "text/csv") -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_the_endpoint_speaks_the_sagemaker_serving_contract(champion: Champion) -> None:
+    status = fresh_context().backends.endpoint.status()
+    assert status is not None
+    row = ",".join(str(v) for v in good_frame().iloc[0][list(schema.FEATURES)]).encode()
+    assert _request(f"{status.url}/ping") == (200, b"")
+    code, body = _request(f"{status.url}/invocations", row)
+    assert code == 200 and json.loads(body)["predictions"][0]["label"] in (0, 1)
+    assert _request(f"{status.url}/invocations", b"1,2\n")[0] == 400
+    assert _request(f"{status.url}/invocations", b"x", "application/x-npy")[0] == 415
+    assert _request(f"{status.url}/nowhere")[0] == 404
+
+
+def test_each_step_runs_on_its_own_as_the_make_targets_do(
+    champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new split makes a new candidate; a generous tolerance makes the gate outcome certain.
+    config = write_config(tmp_path, data={"seed": 7}, gate={"max_regression": 0.5})
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    for command in ("data", "train", "evaluate", "register", "promote", "deploy", "smoke-test", "status"):
+        assert main([command]) == 0, command
+    ctx = fresh_context()
+    newest = ctx.backends.registry.versions()[-1]
+    assert newest.approved
+    assert ctx.backends.desired_state.read() == newest.version
+    status = ctx.backends.endpoint.status()
+    assert status is not None and status.version == newest.version
+    # Rolling back is promoting the earlier version again.
+    assert main(["promote", "--version", "1"]) == 0
+    assert main(["deploy"]) == 0
+    status = ctx.backends.endpoint.status()
+    assert status is not None and status.version == 1
+
+
+def test_a_step_without_its_inputs_says_what_to_run(state_dir: Path) -> None:
+    assert main(["train"]) == 1
+    assert main(["promote", "--version", "99"]) == 1
