@@ -1,0 +1,46 @@
+# Template maintainers' commands. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+UV_VERSION := 0.13.9
+UV_BOOTSTRAP := .tools/bin/uv
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(UV_BOOTSTRAP))
+UV_DEP := $(filter $(UV_BOOTSTRAP),$(UV))
+# Baked projects reuse this uv rather than bootstrapping their own.
+export UV := $(abspath $(UV))
+RUN := $(UV) run --locked
+DEMO_DIR := build/demo
+
+.PHONY: help install test lint demo bench lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(UV_BOOTSTRAP):
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+install: $(UV_DEP) ## create .venv from uv.lock
+	$(UV) sync --locked
+
+test: install ## the template's test suite: hooks, rendering, and each baked project's own `make test`
+	$(RUN) ruff check .
+	$(RUN) pytest
+
+lint: install ## ruff over the template's own code
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+demo: install ## bake a project with the default answers and run its `make pipeline`
+	$(RUN) cookiecutter --no-input --overwrite-if-exists --output-dir $(DEMO_DIR) .
+	$(MAKE) -C $(DEMO_DIR)/$$($(RUN) python -m scripts.default_slug) pipeline
+
+bench: install ## time the cold pipeline, the unchanged re-run and the test suite; writes bench.json
+	$(RUN) python -m scripts.bench --output bench.json
+
+lock: install ## re-resolve the generated project's uv.lock after changing its pyproject.toml
+	$(RUN) python -m scripts.relock
+
+clean: ## remove build output and tools
+	rm -rf build .tools .venv bench.json

@@ -1,0 +1,113 @@
+"""The rendered project: its files, its names, and its own checks run for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+
+import pytest
+
+from scripts.bakery import Baked
+from tests.conftest import Bake
+
+EXPECTED_FILES = {
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    ".python-version",
+    "Makefile",
+    "README.md",
+    "mlops.toml",
+    "pyproject.toml",
+    "uv.lock",
+    "ml/train.py",
+    "ml/inference.py",
+    "ml/evaluate.py",
+    "ml/backends/base.py",
+    "ml/steps/data.py",
+    "ml/steps/train.py",
+    "ml/steps/evaluate.py",
+    "ml/steps/register.py",
+    "ml/steps/promote.py",
+    "ml/steps/deploy.py",
+    "ml/steps/smoke_test.py",
+    "tests/test_pipeline_e2e.py",
+}
+JINJA = re.compile(r"{{|{%")
+
+
+def test_the_default_project_has_the_layout(default_project: Baked) -> None:
+    missing = {name for name in EXPECTED_FILES if not default_project.has_file(name)}
+    assert not missing
+
+
+def test_no_template_syntax_is_left_in_any_file(default_project: Baked) -> None:
+    leftovers = [
+        str(path.relative_to(default_project.path))
+        for path in default_project.files()
+        if JINJA.search(path.read_text(encoding="utf-8", errors="replace"))
+    ]
+    assert leftovers == []
+
+
+def test_python_under_ml_and_tests_is_identical_to_the_template(default_project: Baked) -> None:
+    # Keep Jinja out of code: Python renders unchanged, so ruff and mypy see what users get.
+    from scripts.bakery import TEMPLATE
+
+    source = TEMPLATE / "{{cookiecutter.project_slug}}"
+    for path in default_project.files():
+        relative = path.relative_to(default_project.path)
+        if path.suffix == ".py":
+            assert path.read_bytes() == (source / relative).read_bytes(), relative
+
+
+def test_answers_land_in_the_one_config_file(bake_in: Bake) -> None:
+    baked = bake_in(
+        project_name="Churn Model",
+        project_slug="churn_model",
+        github_repository="acme/churn",
+        aws_region="us-east-2",
+        aws_account_id="000123456789",
+        python_version="3.12",
+    )
+    project = tomllib.loads(baked.read("mlops.toml"))["project"]
+    assert project == {
+        "name": "Churn Model",
+        "slug": "churn_model",
+        "resource_prefix": "churn-model",
+        "github_repository": "acme/churn",
+        "aws_region": "us-east-2",
+        "aws_account_id": "000123456789",
+    }
+    assert baked.read(".python-version").strip() == "3.12"
+    assert tomllib.loads(baked.read("pyproject.toml"))["project"]["name"] == "churn-model"
+    assert 'name = "churn-model"' in baked.read("uv.lock")
+
+
+def test_the_project_starts_as_a_git_repository(default_project: Baked) -> None:
+    assert (default_project.path / ".git").is_dir()
+
+
+@pytest.mark.slow
+def test_the_baked_project_passes_its_own_make_test(default_project: Baked) -> None:
+    output = default_project.run_check("make", "test", env={"UV": os.environ.get("UV", "uv")})
+    assert re.search(r"\d+ passed", output)
+    assert "failed" not in output.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_the_baked_project_runs_its_pipeline_end_to_end(default_project: Baked) -> None:
+    env = {"UV": os.environ.get("UV", "uv")}
+    try:
+        default_project.run_check("make", "pipeline", env=env)
+        summary = json.loads(default_project.read(".mlops/summary.json"))
+        assert summary["status"] == "succeeded"
+        assert [step["status"] for step in summary["steps"]] == ["ok"] * 7
+        assert summary["model"]["approval"] == "Approved"
+        assert summary["model"]["promoted"] == summary["model"]["version"] == 1
+        again = default_project.run_check("make", "pipeline", env=env)
+        assert "training skipped" in again
+        assert json.loads(default_project.read(".mlops/summary.json"))["model"]["reused"] is True
+    finally:
+        default_project.run("make", "stop", env=env)
