@@ -66,7 +66,8 @@ def score(module: ModuleType, model: Any, frame: pd.DataFrame, label: str) -> di
             "recall": float(metrics.recall_score(truth, predicted)),
         },
         "confusion_matrix": metrics.confusion_matrix(truth, predicted, labels=[0, 1]).tolist(),
-        "roc_curve": {"fpr": grid.tolist(), "tpr": np.interp(grid, fpr, tpr).tolist()},
+        # Resampled on a fixed grid; the curve starts at (0, 0) like every ROC curve.
+        "roc_curve": {"fpr": [0.0, *grid.tolist()], "tpr": [0.0, *np.interp(grid, fpr, tpr).tolist()]},
         "rows": len(frame),
     }
 

@@ -32,9 +32,12 @@ def confusion_matrix(report: dict[str, Any], path: Path) -> Path:
     matrix = report["candidate"]["confusion_matrix"]
     figure, axes = plt.subplots(figsize=(4, 4), dpi=100)
     axes.imshow(matrix, cmap="Blues")
+    largest = max(max(row) for row in matrix) or 1
     for row in range(2):
         for column in range(2):
-            axes.text(column, row, str(matrix[row][column]), ha="center", va="center", fontsize=14)
+            value = matrix[row][column]
+            colour = "white" if value > largest / 2 else "black"  # readable on dark and light cells
+            axes.text(column, row, str(value), ha="center", va="center", fontsize=14, color=colour)
     axes.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual", title="Confusion matrix (candidate)")
     figure.tight_layout()
     figure.savefig(path)

@@ -89,5 +89,7 @@ def test_evaluate_scores_candidate_and_champion_through_their_own_inference_code
     report = json.loads((root / "output" / "evaluation" / "evaluation.json").read_text())
     assert report["candidate"]["metrics"] == report["champion"]["metrics"]
     assert report["candidate"]["rows"] == 120
-    assert np.isclose(report["candidate"]["roc_curve"]["tpr"][-1], 1.0)
+    curve = report["candidate"]["roc_curve"]
+    assert (curve["fpr"][0], curve["tpr"][0]) == (0.0, 0.0)
+    assert np.isclose(curve["tpr"][-1], 1.0)
     assert sum(map(sum, report["candidate"]["confusion_matrix"])) == 120
