@@ -28,6 +28,27 @@ def bucket_name(prefix: str, env: str, purpose: str, account_id: str) -> str:
     return _checked(f"{prefix}-{env}-{purpose}-{account_id}", _BUCKET_NAME, S3_BUCKET_MAX)
 
 
+def state_bucket_name(prefix: str, account_id: str) -> str:
+    """The Pulumi state bucket that infra/bootstrap creates, one per account."""
+    return _checked(f"{prefix}-pulumi-state-{account_id}", _BUCKET_NAME, S3_BUCKET_MAX)
+
+
+def secrets_key_alias(prefix: str) -> str:
+    return f"alias/{prefix}-pulumi-secrets"
+
+
+def kms_key_alias(prefix: str, env: str) -> str:
+    return f"alias/{prefix}-{env}"
+
+
+def deploy_role_name(prefix: str, env: str) -> str:
+    return _checked(f"{prefix}-{env}-github-deploy", None, IAM_ROLE_MAX)
+
+
+def alarm_name(prefix: str, env: str, signal: str) -> str:
+    return f"{prefix}-{env}-{signal}"
+
+
 def model_package_group_name(prefix: str, env: str) -> str:
     return _checked(f"{prefix}-{env}", _SAGEMAKER_NAME, SAGEMAKER_NAME_MAX)
 

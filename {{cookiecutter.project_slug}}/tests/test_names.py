@@ -18,6 +18,8 @@ def test_the_longest_allowed_prefix_fits_every_name(env: str) -> None:
     assert len(names.endpoint_name(MAX_PREFIX, env)) <= 63
     assert len(names.model_package_group_name(MAX_PREFIX, env)) <= 63
     assert len(names.execution_role_name(MAX_PREFIX, env)) <= 64
+    assert len(names.deploy_role_name(MAX_PREFIX, env)) <= 64
+    assert len(names.state_bucket_name(MAX_PREFIX, "123456789012")) <= 63
     for kind in ("train", "eval"):
         assert len(names.job_name(MAX_PREFIX, env, kind)) <= 63
 

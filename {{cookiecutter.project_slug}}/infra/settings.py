@@ -1,0 +1,141 @@
+"""A stack's settings: mlops.toml's [project] plus the stack's Pulumi.<env>.yaml config.
+
+Everything is validated here, before a single resource is declared, so a typo in a
+stack file fails `pulumi preview` with the key, the allowed values and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ml.config import ProjectSection
+
+STACKS = ("dev", "staging", "prod")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Keys a stack file may set under the project's namespace, with what each accepts.
+KEYS: dict[str, str] = {
+    "endpoint_type": "serverless or real-time",
+    "model_version": "empty (no endpoint yet) or a model version number, written by `make promote`",
+    "registry_stack": "the fully qualified stack that owns the model registry, e.g. organization/<project>/dev",
+    "instance_type": "an ml.* instance type, e.g. ml.m5.large (real-time only)",
+    "instance_count": "1 or more; at least 2 in prod (real-time only)",
+    "autoscaling_max_instances": "at least instance_count (real-time only)",
+    "serverless_memory_mb": "1024 to 6144 in steps of 1024 (serverless only)",
+    "serverless_max_concurrency": "1 to 200 (serverless only)",
+    "data_capture_percent": "0 to 100 (real-time only; serverless endpoints cannot capture data)",
+    "canary_percent": "1 to 50: share of capacity that takes traffic first in a blue/green update",
+    "canary_wait_seconds": "0 to 3600: how long the canary must stay healthy",
+    "latency_alarm_ms": "model latency (average over 1 minute) that raises the alarm",
+    "error_alarm_count": "5xx responses per minute that raise the alarm",
+    "invocations_alarm_per_minute": "invocations per minute above which the traffic alarm fires",
+    "budget_monthly_usd": "monthly cost budget for this environment, in USD",
+    "budget_alert_email": "address that receives budget alerts",
+    "noncurrent_version_days": "days to keep noncurrent object versions",
+    "access_log_days": "days to keep S3 access logs",
+}
+
+
+class StackConfigError(pulumi.RunError):
+    """A missing or invalid stack config value. Raised before any resource exists.
+
+    A RunError makes Pulumi print the message alone, without a Python traceback.
+    """
+
+
+class StackSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stack: Literal["dev", "staging", "prod"]
+    project: ProjectSection
+    endpoint_type: Literal["serverless", "real-time"]
+    model_version: Annotated[int, Field(ge=1)] | None = None
+    registry_stack: str | None = None
+    instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
+    instance_count: Annotated[int, Field(ge=1, le=100)] = 1
+    autoscaling_max_instances: Annotated[int, Field(ge=1, le=100)] = 4
+    serverless_memory_mb: int = 2048
+    serverless_max_concurrency: Annotated[int, Field(ge=1, le=200)] = 5
+    data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 0
+    canary_percent: Annotated[int, Field(ge=1, le=50)] = 10
+    canary_wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    latency_alarm_ms: Annotated[int, Field(ge=1)] = 500
+    error_alarm_count: Annotated[int, Field(ge=1)] = 5
+    invocations_alarm_per_minute: Annotated[int, Field(ge=1)] = 6000
+    budget_monthly_usd: Annotated[float, Field(gt=0)]
+    budget_alert_email: str
+    noncurrent_version_days: Annotated[int, Field(ge=1)] = 90
+    access_log_days: Annotated[int, Field(ge=1)] = 365
+
+    @field_validator("model_version", "registry_stack", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+    @field_validator("serverless_memory_mb")
+    @classmethod
+    def _memory_steps(cls, value: int) -> int:
+        if value not in range(1024, 6145, 1024):
+            raise ValueError("must be 1024, 2048, 3072, 4096, 5120 or 6144 (SageMaker serverless limits)")
+        return value
+
+    @field_validator("budget_alert_email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not EMAIL.match(value):
+            raise ValueError("must be an email address")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StackSettings:
+        if self.endpoint_type == "serverless" and self.data_capture_percent:
+            raise ValueError(
+                "data_capture_percent must be 0 for a serverless endpoint: serverless endpoints cannot "
+                "capture data. Use endpoint_type: real-time to capture, or set data_capture_percent: 0"
+            )
+        if self.endpoint_type == "real-time":
+            if self.stack == "prod" and self.instance_count < 2:
+                raise ValueError(
+                    "instance_count must be at least 2 in prod, so one instance can fail or be "
+                    "replaced without downtime"
+                )
+            if self.autoscaling_max_instances < self.instance_count:
+                raise ValueError("autoscaling_max_instances must be at least instance_count")
+        if self.stack != "dev" and self.registry_stack is None:
+            raise ValueError(
+                f"registry_stack is required in the {self.stack} stack: name the stack that trains and "
+                "registers models, e.g. organization/<project>/dev"
+            )
+        return self
+
+    @property
+    def prefix(self) -> str:
+        return self.project.resource_prefix
+
+    @property
+    def real_time(self) -> bool:
+        return self.endpoint_type == "real-time"
+
+
+def parse(stack: str, project: ProjectSection, values: dict[str, Any], source: str) -> StackSettings:
+    """Validate a stack's config values; the message names each key and what it accepts."""
+    unknown = sorted(set(values) - set(KEYS))
+    problems = [f"  - {key}: unknown key; known keys are {', '.join(sorted(KEYS))}" for key in unknown]
+    if stack not in STACKS:
+        problems.append(f"  - stack {stack!r}: use one of {', '.join(STACKS)}")
+    if not problems:
+        try:
+            return StackSettings.model_validate({**values, "stack": stack, "project": project})
+        except ValidationError as error:
+            for item in error.errors():
+                key = ".".join(str(part) for part in item["loc"]) or "(stack)"
+                allowed = KEYS.get(key.split(".")[0])
+                hint = f" (allowed: {allowed})" if allowed else ""
+                got = f"; got {item['input']!r}" if "input" in item and not isinstance(item["input"], dict) else ""
+                problems.append(f"  - {key}: {item['msg']}{got}{hint}")
+    raise StackConfigError(
+        f"{source} is invalid:\n" + "\n".join(problems) + f"\nFix the keys above in {source} and run again."
+    )

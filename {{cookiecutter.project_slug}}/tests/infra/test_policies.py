@@ -1,0 +1,160 @@
+"""Every policy fails on a fixture built to break it, and passes on the committed stacks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from infra import policies
+from infra.mocks import Captured, StackRun, run_stack
+
+Mutation = Callable[[list[Captured]], list[Captured]]
+
+
+@pytest.fixture(scope="module")
+def compliant() -> StackRun:
+    # prod with a promoted model declares every kind of resource the policies inspect.
+    run = run_stack("prod", {"model_version": 3, "endpoint_type": "real-time", "instance_count": 2})
+    assert not any(policies.evaluate(run.resources, run.settings).values())
+    return run
+
+
+def change(type_: str, edit: Callable[[dict[str, Any]], None], name: str | None = None) -> Mutation:
+    def mutate(resources: list[Captured]) -> list[Captured]:
+        changed, out = False, []
+        for resource in resources:
+            if resource.type == type_ and (name is None or resource.name == name) and not changed:
+                inputs = json.loads(json.dumps(resource.inputs))
+                edit(inputs)
+                resource, changed = replace(resource, inputs=inputs), True
+            out.append(resource)
+        assert changed, f"fixture found no {type_} {name or ''}"
+        return out
+
+    return mutate
+
+
+def drop(type_: str) -> Mutation:
+    return lambda resources: [r for r in resources if r.type != type_]
+
+
+def add(resource: Captured) -> Mutation:
+    return lambda resources: [*resources, resource]
+
+
+def edit_policy(edit: Callable[[dict[str, Any]], None], key: str = "policy") -> Callable[[dict[str, Any]], None]:
+    def apply(inputs: dict[str, Any]) -> None:
+        document = json.loads(inputs[key])
+        edit(document)
+        inputs[key] = json.dumps(document)
+
+    return apply
+
+
+def set_key(path: list[str], value: Any) -> Callable[[dict[str, Any]], None]:
+    def apply(inputs: dict[str, Any]) -> None:
+        target = inputs
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return apply
+
+
+def _first_statement(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    return lambda document: edit(document["Statement"][0])
+
+
+BAD_FIXTURES = {
+    "public-access-blocked": change(
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", set_key(["restrictPublicBuckets"], False)
+    ),
+    "buckets-encrypted": change(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        set_key(["rules"], [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]),
+        name="prod-data-encryption",
+    ),
+    "tls-only": change(
+        "aws:s3/bucketPolicy:BucketPolicy", edit_policy(_first_statement(lambda s: s.update(Effect="Allow")))
+    ),
+    "versioning": change("aws:s3/bucketVersioning:BucketVersioning", set_key(["versioningConfiguration"], {})),
+    "kms-rotation": change("aws:kms/key:Key", set_key(["enableKeyRotation"], False)),
+    "endpoint-configs-encrypted": change(policies.ENDPOINT_CONFIG, lambda inputs: inputs.pop("kmsKeyArn")),
+    "no-wildcard-iam": change(
+        policies.ROLE_POLICY,
+        edit_policy(lambda d: d["Statement"].append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})),
+    ),
+    "oidc-trust-pinned": change(
+        policies.ROLE,
+        edit_policy(
+            _first_statement(
+                lambda s: s.update(
+                    Condition={"StringLike": {"token.actions.githubusercontent.com:sub": "repo:someone/*"}}
+                )
+            ),
+            key="assumeRolePolicy",
+        ),
+        name="prod-github-deploy",
+    ),
+    "rollback-alarms-wired": change(
+        policies.ENDPOINT, set_key(["deploymentConfig", "autoRollbackConfiguration", "alarms"], [])
+    ),
+    "prod-capacity": change(
+        policies.ENDPOINT_CONFIG, lambda inputs: inputs["productionVariants"][0].update(initialInstanceCount=1)
+    ),
+    "no-access-keys": add(Captured("aws:iam/accessKey:AccessKey", "ci-key", "ci-key", {"user": "ci"}, "urn", True)),
+}
+
+EXTRA_BAD_FIXTURES = {
+    "public-access-blocked (block missing)": (
+        "public-access-blocked",
+        drop("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"),
+    ),
+    "no-wildcard-iam (star action)": (
+        "no-wildcard-iam",
+        change(
+            policies.ROLE_POLICY,
+            edit_policy(lambda d: d["Statement"].append({"Effect": "Allow", "Action": "sagemaker:*", "Resource": "x"})),
+        ),
+    ),
+    "endpoint-configs-encrypted (capture without key)": (
+        "endpoint-configs-encrypted",
+        change(policies.ENDPOINT_CONFIG, lambda inputs: inputs["dataCaptureConfig"].pop("kmsKeyId")),
+    ),
+    "rollback-alarms-wired (dangling alarm)": ("rollback-alarms-wired", drop("aws:cloudwatch/metricAlarm:MetricAlarm")),
+    "oidc-trust-pinned (any audience)": (
+        "oidc-trust-pinned",
+        change(
+            policies.ROLE,
+            edit_policy(
+                _first_statement(
+                    lambda s: s["Condition"]["StringEquals"].pop("token.actions.githubusercontent.com:aud")
+                ),
+                key="assumeRolePolicy",
+            ),
+            name="prod-github-deploy",
+        ),
+    ),
+}
+
+
+def test_every_policy_has_a_failing_fixture() -> None:
+    assert set(BAD_FIXTURES) == {policy.name for policy in policies.POLICIES}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FIXTURES))
+def test_policy_fails_on_its_bad_fixture(compliant: StackRun, name: str) -> None:
+    results = policies.evaluate(BAD_FIXTURES[name](compliant.resources), compliant.settings)
+    assert results[name], f"{name} passed a fixture built to fail it"
+    # The fixture breaks exactly the rule it is for.
+    assert [policy for policy, found in results.items() if found] == [name]
+
+
+@pytest.mark.parametrize("case", sorted(EXTRA_BAD_FIXTURES))
+def test_policy_catches_other_ways_to_break_it(compliant: StackRun, case: str) -> None:
+    name, mutate = EXTRA_BAD_FIXTURES[case]
+    assert policies.evaluate(mutate(compliant.resources), compliant.settings)[name]

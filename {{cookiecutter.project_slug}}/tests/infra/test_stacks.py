@@ -1,0 +1,241 @@
+"""Every committed stack file, with and without a model version, under Pulumi's mocks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra import policies
+from infra.mocks import StackRun, run_stack, stack_values
+from infra.settings import STACKS
+from ml import names
+from ml.config import load_config
+
+PROJECT = load_config().project
+PREFIX, ACCOUNT, REGION = PROJECT.resource_prefix, PROJECT.aws_account_id, PROJECT.aws_region
+CONTRACT = {
+    "region",
+    "data_bucket",
+    "artifacts_bucket",
+    "kms_key_arn",
+    "execution_role_arn",
+    "deploy_role_arn",
+    "model_package_group",
+}
+ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
+ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
+
+_cache: dict[tuple[str, int | None], StackRun] = {}
+
+
+def stack(name: str, version: int | None) -> StackRun:
+    # One mock run per case, shared by the assertions below.
+    if (name, version) not in _cache:
+        _cache[(name, version)] = run_stack(name, {"model_version": version})
+    return _cache[(name, version)]
+
+
+def document(value: Any) -> dict[str, Any]:
+    return dict(json.loads(value))
+
+
+CASES = [pytest.param(s, v, id=f"{s}-{'v7' if v else 'no-model'}") for s in STACKS for v in (None, 7)]
+
+
+@pytest.mark.parametrize(("name", "version"), CASES)
+def test_every_policy_passes(name: str, version: int | None) -> None:
+    run = stack(name, version)
+    assert {policy: found for policy, found in policies.evaluate(run.resources, run.settings).items() if found} == {}
+
+
+@pytest.mark.parametrize(("name", "version"), CASES)
+def test_outputs_are_the_contract_ml_reads(name: str, version: int | None) -> None:
+    outputs = stack(name, version).outputs
+    expected = CONTRACT | ({"endpoint_name", "model_version"} if version else set())
+    assert set(outputs) == expected
+    assert outputs["data_bucket"] == names.bucket_name(PREFIX, name, "data", ACCOUNT)
+    assert outputs["artifacts_bucket"] == names.bucket_name(PREFIX, name, "artifacts", ACCOUNT)
+    assert outputs["kms_key_arn"].startswith(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/")
+    assert outputs["execution_role_arn"].endswith(f":role/{names.execution_role_name(PREFIX, name)}")
+    if version:
+        assert outputs["endpoint_name"] == names.endpoint_name(PREFIX, name)
+
+
+@pytest.mark.parametrize(("name", "version"), CASES)
+def test_an_endpoint_exists_only_once_a_version_is_promoted(name: str, version: int | None) -> None:
+    run = stack(name, version)
+    declared = {r.type for r in run.resources}
+    endpoint_types = {ENDPOINT, ENDPOINT_CONFIG, "aws:sagemaker/model:Model"}
+    if version is None:
+        assert not endpoint_types & declared
+        assert "aws:cloudwatch/metricAlarm:MetricAlarm" not in declared
+        assert "aws:budgets/budget:Budget" in declared
+        return
+    assert endpoint_types <= declared
+    model = run.one("aws:sagemaker/model:Model")
+    group = names.model_package_group_name(PREFIX, "dev")
+    assert model.inputs["primaryContainer"]["modelPackageName"] == (
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{group}/{version}"
+    )
+    assert model.inputs["enableNetworkIsolation"] is True
+    # Auto-named, so a new version gets a new config beside the one still serving.
+    config = run.one(ENDPOINT_CONFIG)
+    assert "name" not in stack_values(name, PREFIX)
+    assert config.inputs["name"] != config.name
+    assert run.one(ENDPOINT).inputs["endpointConfigName"] == config.inputs["name"]
+
+
+def test_only_the_training_stack_owns_the_registry() -> None:
+    assert stack("dev", None).of_type("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
+    for name in ("staging", "prod"):
+        run = stack(name, None)
+        assert not run.of_type("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
+        assert run.settings.registry_stack == f"organization/{PREFIX}/dev"
+        assert run.outputs["model_package_group"] == names.model_package_group_name(PREFIX, "dev")
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_storage_is_encrypted_versioned_private_and_logged(name: str) -> None:
+    run = stack(name, None)
+    assert run.one("aws:kms/key:Key").inputs["enableKeyRotation"] is True
+    buckets = {b.inputs["bucket"] for b in run.of_type("aws:s3/bucket:Bucket")}
+    assert buckets == {names.bucket_name(PREFIX, name, p, ACCOUNT) for p in names.BUCKET_PURPOSES}
+    encryption = run.of_type("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    algorithms = sorted(e.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] for e in encryption)
+    assert algorithms == ["AES256", "aws:kms", "aws:kms"]  # SSE-S3 only on the access-log bucket
+    for config in encryption:
+        rule = config.inputs["rules"][0]
+        assert rule["bucketKeyEnabled"] is (rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms")
+    logging = {r.name for r in run.of_type("aws:s3/bucketLogging:BucketLogging")}
+    assert logging == {f"{name}-data-logging", f"{name}-artifacts-logging"}
+    ownership = run.of_type("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+    assert {o.inputs["rule"]["objectOwnership"] for o in ownership} == {"BucketOwnerEnforced"}
+    lifecycles = run.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+    assert all("noncurrentVersionExpiration" in lc.inputs["rules"][0] for lc in lifecycles)
+    assert len(lifecycles) == 3
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_endpoint_kind_follows_the_stack_file(name: str) -> None:
+    run = stack(name, 7)
+    variant = run.one(ENDPOINT_CONFIG).inputs["productionVariants"][0]
+    settings = run.settings
+    if settings.endpoint_type == "serverless":
+        assert variant["serverlessConfig"] == {
+            "memorySizeInMb": settings.serverless_memory_mb,
+            "maxConcurrency": settings.serverless_max_concurrency,
+        }
+        assert "kmsKeyArn" not in run.one(ENDPOINT_CONFIG).inputs
+        assert not run.of_type("aws:appautoscaling/target:Target")
+        assert "deploymentConfig" not in run.one(ENDPOINT).inputs
+        return
+    config = run.one(ENDPOINT_CONFIG).inputs
+    assert variant["instanceType"] == settings.instance_type
+    assert variant["initialInstanceCount"] == settings.instance_count
+    assert config["kmsKeyArn"] == run.outputs["kms_key_arn"]
+    if settings.data_capture_percent:
+        capture = config["dataCaptureConfig"]
+        assert capture["kmsKeyId"] == run.outputs["kms_key_arn"]
+        assert capture["initialSamplingPercentage"] == settings.data_capture_percent
+        assert capture["destinationS3Uri"] == f"s3://{run.outputs['artifacts_bucket']}/data-capture"
+    deployment = run.one(ENDPOINT).inputs["deploymentConfig"]
+    routing = deployment["blueGreenUpdatePolicy"]["trafficRoutingConfiguration"]
+    assert routing["type"] == "CANARY"
+    assert routing["canarySize"] == {"type": "CAPACITY_PERCENT", "value": settings.canary_percent}
+    rollback = {a["alarmName"] for a in deployment["autoRollbackConfiguration"]["alarms"]}
+    assert rollback == {names.alarm_name(PREFIX, name, s) for s in ("5xx", "latency")}
+    target = run.one("aws:appautoscaling/target:Target").inputs
+    assert (target["minCapacity"], target["maxCapacity"]) == (
+        settings.instance_count,
+        settings.autoscaling_max_instances,
+    )
+    assert target["resourceId"] == f"endpoint/{names.endpoint_name(PREFIX, name)}/variant/AllTraffic"
+
+
+def test_prod_runs_real_time_on_two_instances_by_default() -> None:
+    settings = stack("prod", 7).settings
+    if settings.endpoint_type == "real-time":
+        assert settings.instance_count >= 2
+        assert settings.data_capture_percent > 0
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_execution_role_is_scoped_to_this_environment(name: str) -> None:
+    run = stack(name, 7)
+    role = run.one("aws:iam/role:Role", f"{name}-sagemaker-execution")
+    trust = document(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    statements = {
+        s["Sid"]: s
+        for s in document(run.one(policies.ROLE_POLICY, f"{name}-sagemaker-execution-policy").inputs["policy"])[
+            "Statement"
+        ]
+    }
+    assert statements["ReadWriteOwnObjects"]["Resource"] == [
+        f"arn:aws:s3:::{run.outputs['data_bucket']}/*",
+        f"arn:aws:s3:::{run.outputs['artifacts_bucket']}/*",
+    ]
+    assert statements["UseOwnKey"]["Resource"] == run.outputs["kms_key_arn"]
+    assert statements["DescribeRollbackAlarms"]["Action"] == "cloudwatch:DescribeAlarms"
+    # Staging and prod read the models dev trained, and nothing else of dev's.
+    if name == "dev":
+        assert "ReadRegistryModels" not in statements
+    else:
+        dev_bucket = names.bucket_name(PREFIX, "dev", "artifacts", ACCOUNT)
+        assert statements["ReadRegistryModels"] == {
+            "Sid": "ReadRegistryModels",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{dev_bucket}/*",
+        }
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_deploy_role_trusts_only_this_repository_and_environment(name: str) -> None:
+    run = stack(name, None)
+    role = run.one("aws:iam/role:Role", f"{name}-github-deploy")
+    (statement,) = document(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Principal"] == {
+        "Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+    }
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": f"repo:{PROJECT.github_repository}:environment:{name}",
+        }
+    }
+    grants = document(run.one(policies.ROLE_POLICY, f"{name}-github-deploy-policy").inputs["policy"])["Statement"]
+    iam_writes = [s for s in grants if "iam:PutRolePolicy" in s["Action"]]
+    # It may edit the execution role, never itself.
+    assert [s["Resource"] for s in iam_writes] == [run.outputs["execution_role_arn"]]
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_monitoring_alarms_dashboard_and_budget(name: str) -> None:
+    run = stack(name, 7)
+    settings = run.settings
+    alarms = {a.inputs["metricName"]: a.inputs for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency", "Invocations"}
+    assert alarms["ModelLatency"]["threshold"] == settings.latency_alarm_ms * 1000  # microseconds
+    assert alarms["Invocation5XXErrors"]["dimensions"] == {
+        "EndpointName": names.endpoint_name(PREFIX, name),
+        "VariantName": "AllTraffic",
+    }
+    body = document(run.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
+    assert len(body["widgets"]) == 4
+    budget = run.one("aws:budgets/budget:Budget").inputs
+    assert float(budget["limitAmount"]) == settings.budget_monthly_usd
+    assert {n["notificationType"] for n in budget["notifications"]} == {"ACTUAL", "FORECASTED"}
+    assert all(n["subscriberEmailAddresses"] == [settings.budget_alert_email] for n in budget["notifications"])
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_the_provider_refuses_other_accounts(name: str) -> None:
+    provider = stack(name, None).one("pulumi:providers:aws")
+    # Provider inputs reach the engine JSON-encoded.
+    assert json.loads(provider.inputs["allowedAccountIds"]) == [ACCOUNT]
+    assert json.loads(provider.inputs["defaultTags"])["tags"]["environment"] == name
