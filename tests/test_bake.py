@@ -33,6 +33,23 @@ EXPECTED_FILES = {
     "ml/steps/deploy.py",
     "ml/steps/smoke_test.py",
     "tests/test_pipeline_e2e.py",
+    "infra/Pulumi.yaml",
+    "infra/Pulumi.dev.yaml",
+    "infra/Pulumi.staging.yaml",
+    "infra/Pulumi.prod.yaml",
+    "infra/__main__.py",
+    "infra/program.py",
+    "infra/settings.py",
+    "infra/policies.py",
+    "infra/components/storage.py",
+    "infra/components/roles.py",
+    "infra/components/registry.py",
+    "infra/components/endpoint.py",
+    "infra/components/monitoring.py",
+    "infra/bootstrap/Pulumi.yaml",
+    "infra/bootstrap/__main__.py",
+    "tests/infra/test_stacks.py",
+    "tests/infra/test_policies.py",
 }
 JINJA = re.compile(r"{{|{%")
 
@@ -83,6 +100,32 @@ def test_answers_land_in_the_one_config_file(bake_in: Bake) -> None:
     assert baked.read(".python-version").strip() == "3.12"
     assert tomllib.loads(baked.read("pyproject.toml"))["project"]["name"] == "churn-model"
     assert 'name = "churn-model"' in baked.read("uv.lock")
+
+
+def stack_config(baked: Baked, env: str) -> dict[str, object]:
+    import yaml
+
+    config = yaml.safe_load(baked.read(f"infra/Pulumi.{env}.yaml"))["config"]
+    prefix = baked.answers["__resource_prefix"]
+    return {key.removeprefix(f"{prefix}:"): value for key, value in config.items()}
+
+
+def test_default_endpoints_are_serverless_in_staging_and_real_time_in_prod(default_project: Baked) -> None:
+    staging, prod = stack_config(default_project, "staging"), stack_config(default_project, "prod")
+    assert staging["endpoint_type"] == "serverless"
+    assert prod["endpoint_type"] == "real-time"
+    assert prod["instance_count"] == 2
+    assert staging["model_version"] == prod["model_version"] == ""
+    assert stack_config(default_project, "dev")["aws:region"] == default_project.answers["aws_region"]
+
+
+def test_endpoint_type_answers_shape_the_stack_files(bake_in: Bake) -> None:
+    baked = bake_in(staging_endpoint_type="real-time", prod_endpoint_type="serverless")
+    staging, prod = stack_config(baked, "staging"), stack_config(baked, "prod")
+    assert staging["endpoint_type"] == "real-time" and "instance_type" in staging
+    assert prod["endpoint_type"] == "serverless" and "serverless_memory_mb" in prod
+    # Serverless endpoints cannot capture data, so the prod file must not ask for it.
+    assert "data_capture_percent" not in prod
 
 
 def test_the_project_starts_as_a_git_repository(default_project: Baked) -> None:
