@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ml import pipeline
+from ml.backends import stack_file
 from ml.context import Context, make_context
 from ml.errors import PipelineError
 from ml.steps import data as data_step
@@ -80,7 +81,12 @@ def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_promote(ctx: Context, args: argparse.Namespace) -> int:
     version = args.version or ctx.load("register", RegisterResult).version
-    promote_step.run(ctx, version)
+    target = None
+    if args.to and args.to != ctx.config.env:
+        if ctx.config.env == "local" or args.to == "local":
+            raise PipelineError("--to promotes between AWS environments (dev, staging, prod); local has its own state")
+        target = stack_file(ctx.config, args.to)
+    promote_step.run(ctx, version, target)
     return 0
 
 
@@ -142,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml", description="Run the ML pipeline or one step.")
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--version", type=int, help="promote: the model version (default: the one just registered)")
+    parser.add_argument(
+        "--to", choices=("dev", "staging", "prod"), help="promote: the environment whose stack file to edit"
+    )
     args = parser.parse_args(argv)
     console = Console()
     try:

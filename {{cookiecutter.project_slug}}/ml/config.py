@@ -68,6 +68,11 @@ class GateSection(_Section):
         return value
 
 
+class AwsSection(_Section):
+    instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
+    managed_spot: bool = False
+
+
 class ServeSection(_Section):
     host: Literal["127.0.0.1", "localhost"] = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 0
@@ -81,6 +86,7 @@ class Config(_Section):
     data: DataSection = DataSection()
     train: TrainSection = TrainSection()
     gate: GateSection = GateSection()
+    aws: AwsSection = AwsSection()
     serve: ServeSection = ServeSection()
 
     # Set by load_config, not read from the file.

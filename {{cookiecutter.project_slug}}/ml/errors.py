@@ -21,6 +21,10 @@ class JobFailedError(PipelineError):
     """A training or processing job ended in Failed or Stopped."""
 
 
+class ArtifactError(PipelineError):
+    """An artifact could not be stored or fetched; nothing that names it was recorded."""
+
+
 class GateRejectedError(PipelineError):
     """The candidate did not pass the evaluation gate; the champion stays."""
 

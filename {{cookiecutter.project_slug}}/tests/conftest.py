@@ -14,6 +14,9 @@ from rich.console import Console
 
 from ml.config import PROJECT_ROOT, Config, load_config
 from ml.context import Context, make_context
+from tests.aws_fixtures import Account, aws, aws_module
+
+__all__ = ["Account", "aws", "aws_module"]  # moto-backed AWS accounts, for every test module
 
 MakeConfig = Callable[..., Config]
 

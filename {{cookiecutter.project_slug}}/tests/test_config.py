@@ -50,9 +50,13 @@ def test_broken_toml_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         load_config()
 
 
-def test_aws_environments_are_refused_until_their_backends_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_aws_environment_without_stack_outputs_says_how_to_get_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from ml.backends import make_backends
 
     monkeypatch.setenv("MLOPS_ENV", "dev")
-    with pytest.raises(ConfigError, match="MLOPS_ENV=local"):
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    monkeypatch.delenv("MLOPS_STACK_OUTPUTS", raising=False)
+    with pytest.raises(ConfigError, match="make stack-outputs MLOPS_ENV=dev"):
         make_backends(load_config())

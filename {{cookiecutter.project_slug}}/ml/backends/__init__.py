@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ml import names
 from ml.backends.base import ArtifactStore, DesiredState, Endpoint, JobRunner, ModelRegistry
@@ -12,7 +14,6 @@ from ml.backends.local_endpoint import LocalEndpoint
 from ml.backends.local_jobs import LocalJobRunner
 from ml.backends.local_registry import LocalModelRegistry
 from ml.config import PROJECT_ROOT, Config
-from ml.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,51 @@ def local_backends(config: Config) -> Backends:
     )
 
 
-def make_backends(config: Config) -> Backends:
-    if config.env == "local":
-        return local_backends(config)
-    raise ConfigError(
-        f"MLOPS_ENV={config.env} selects the AWS backends, which this version of the project "
-        "does not include yet. Use MLOPS_ENV=local (the default)."
+def stack_file(config: Config, env: str) -> StackConfigFile:
+    """The desired-state file of an AWS environment: its committed Pulumi stack config."""
+    directory = Path(os.environ.get("MLOPS_STACK_DIR") or PROJECT_ROOT / "infra")
+    return StackConfigFile(directory / f"Pulumi.{env}.yaml", config.project.resource_prefix)
+
+
+def aws_backends(config: Config) -> Backends:
+    # Imported here so a local run never pays for boto3 and the sagemaker SDK.
+    from functools import cache
+
+    from ml.backends import aws_session
+    from ml.backends.s3_artifacts import S3ArtifactStore
+    from ml.backends.sagemaker_endpoint import SageMakerEndpoint
+    from ml.backends.sagemaker_jobs import SageMakerJobRunner, sklearn_image_uri
+    from ml.backends.sagemaker_registry import SageMakerModelRegistry
+    from ml.stack_outputs import load_stack_outputs
+
+    outputs = load_stack_outputs(config)
+    session = aws_session.make_session(outputs.region, config.env)
+    retries = aws_session.RETRIES
+    sagemaker = session.client("sagemaker", config=retries)
+    artifacts = S3ArtifactStore(session.client("s3", config=retries), outputs.artifacts_bucket, outputs.kms_key_arn)
+
+    @cache
+    def image_uri() -> str:
+        return sklearn_image_uri(outputs.region, config.framework.sagemaker_image_version, config.aws.instance_type)
+
+    return Backends(
+        artifacts=artifacts,
+        registry=SageMakerModelRegistry(
+            sagemaker, outputs.model_package_group, artifacts, image_uri, outputs.region, config.project.aws_account_id
+        ),
+        jobs=SageMakerJobRunner(
+            session, sagemaker, artifacts, outputs, image_uri, config.aws.instance_type, config.aws.managed_spot
+        ),
+        endpoint=SageMakerEndpoint(
+            sagemaker,
+            session.client("sagemaker-runtime", config=retries),
+            outputs.endpoint_name or names.endpoint_name(config.project.resource_prefix, config.env),
+            config.env,
+            PROJECT_ROOT / "infra",
+        ),
+        desired_state=stack_file(config, config.env),
     )
+
+
+def make_backends(config: Config) -> Backends:
+    return local_backends(config) if config.env == "local" else aws_backends(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ml.backends.base import DesiredState
 from ml.context import Context
 from ml.errors import PipelineError
 
@@ -16,7 +17,8 @@ class PromoteResult:
     desired_state: str
 
 
-def run(ctx: Context, version: int) -> PromoteResult:
+def run(ctx: Context, version: int, target: DesiredState | None = None) -> PromoteResult:
+    """Promote version; target is another environment's desired state (default: this one's)."""
     backends = ctx.backends
     try:
         model = backends.registry.get(version)
@@ -27,7 +29,7 @@ def run(ctx: Context, version: int) -> PromoteResult:
             f"cannot promote v{version}: its approval status is {model.package.approval_status}. "
             "Only versions that passed the gate can be promoted."
         )
-    state = backends.desired_state
+    state = target or backends.desired_state
     previous = state.read()
     changed = state.write(version)
     verb = "promoted" if changed else "already promoted"

@@ -1,0 +1,112 @@
+"""Runs the real container scripts when moto records a SageMaker job, so AWS-path tests use real models.
+
+moto accepts CreateTrainingJob and CreateProcessingJob and reports them Completed, but runs
+nothing. This emulator hooks the boto3 session's events: when a job is created, it downloads
+the job's inputs from (moto's) S3, runs the same train.py or evaluate.py the container would,
+with the SageMaker container contract, and uploads the outputs where SageMaker would put them.
+Tests can also make a job end Failed or Stopped, a state moto cannot reach on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moto.sagemaker.models import sagemaker_backends
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str
+    secondary: str = ""
+
+
+@dataclass
+class ContainerEmulator:
+    session: Any
+    region: str
+    account: str
+    requests: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"training": [], "processing": []})
+    training_outcome: Outcome | None = None
+
+    def install(self) -> None:
+        self.session.events.register("before-parameter-build.sagemaker.CreateTrainingJob", self._remember_training)
+        self.session.events.register("after-call.sagemaker.CreateTrainingJob", self._run_training)
+        self.session.events.register("before-parameter-build.sagemaker.CreateProcessingJob", self._remember_processing)
+        self.session.events.register("after-call.sagemaker.CreateProcessingJob", self._run_processing)
+
+    def _remember_training(self, params: dict[str, Any], **_: Any) -> None:
+        self.requests["training"].append(dict(params))
+
+    def _remember_processing(self, params: dict[str, Any], **_: Any) -> None:
+        self.requests["processing"].append(dict(params))
+
+    def _download_prefix(self, uri: str, target: Path) -> None:
+        s3 = self.session.client("s3")
+        bucket, prefix = uri[5:].split("/", 1)
+        target.mkdir(parents=True, exist_ok=True)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(prefix) :].lstrip("/") or item["Key"].rsplit("/", 1)[-1]
+                destination = target / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(destination))
+
+    def _upload(self, path: Path, uri: str) -> None:
+        bucket, key = uri[5:].split("/", 1)
+        self.session.client("s3").upload_file(str(path), bucket, key)
+
+    def _run_training(self, **_: Any) -> None:
+        request = self.requests["training"][-1]
+        name = request["TrainingJobName"]
+        backend = sagemaker_backends[self.account][self.region]
+        if self.training_outcome is not None:
+            job = backend.training_jobs[name]
+            job.training_job_status = self.training_outcome.status
+            job.secondary_status = self.training_outcome.secondary or self.training_outcome.status
+            vars(job)["failure_reason"] = self.training_outcome.reason  # moto serialises every attribute
+            return
+        with tempfile.TemporaryDirectory() as scratch:
+            root = Path(scratch)
+            env = {"SM_MODEL_DIR": str(root / "model"), "SM_OUTPUT_DIR": str(root / "output")}
+            for channel in request["InputDataConfig"]:
+                local = root / "input" / "data" / channel["ChannelName"]
+                self._download_prefix(channel["DataSource"]["S3DataSource"]["S3Uri"], local)
+                env[f"SM_CHANNEL_{channel['ChannelName'].upper()}"] = str(local)
+            (root / "model").mkdir()
+            code = root / "input" / "data" / "code"
+            entry = next(p for p in code.rglob("train.py"))
+            arguments = [item for k, v in request.get("HyperParameters", {}).items() for item in (f"--{k}", v)]
+            subprocess.run([sys.executable, str(entry), *arguments], env={**os.environ, **env}, check=True,
+                           capture_output=True)  # fmt: skip
+            tarball = root / "model.tar.gz"
+            with tarfile.open(tarball, "w:gz") as archive:
+                for item in (root / "model").iterdir():
+                    archive.add(item, arcname=item.name)
+            output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+            self._upload(tarball, f"{output}/{name}/output/model.tar.gz")
+
+    def _run_processing(self, **_: Any) -> None:
+        request = self.requests["processing"][-1]
+        with tempfile.TemporaryDirectory() as scratch:
+            root = Path(scratch)
+            for item in request["ProcessingInputs"]:
+                local = item["S3Input"]["LocalPath"].replace("/opt/ml/processing", str(root))
+                self._download_prefix(item["S3Input"]["S3Uri"], Path(local))
+            outputs = request["ProcessingOutputConfig"]["Outputs"]
+            for item in outputs:
+                Path(item["S3Output"]["LocalPath"].replace("/opt/ml/processing", str(root))).mkdir(parents=True)
+            entry = request["AppSpecification"]["ContainerEntrypoint"][-1].replace("/opt/ml/processing", str(root))
+            arguments = [*request["AppSpecification"].get("ContainerArguments", []), "--root", str(root)]
+            subprocess.run([sys.executable, entry, *arguments], check=True, capture_output=True)
+            for item in outputs:
+                local = Path(item["S3Output"]["LocalPath"].replace("/opt/ml/processing", str(root)))
+                for path in local.iterdir():
+                    self._upload(path, f"{item['S3Output']['S3Uri'].rstrip('/')}/{path.name}")

@@ -1,0 +1,105 @@
+"""One run of the pipeline steps against AWS, inspected: S3, SageMaker training and processing, the Model Registry.
+
+moto plays the account; tests/aws/emulator.py runs the real train.py and evaluate.py when a job
+is created. The requests that reach SageMaker are checked field by field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from ml import schema
+from ml.__main__ import main
+from ml.config import load_config
+from tests.aws_fixtures import Account
+
+CONFIG = load_config()
+IMAGE_TAG = f"sagemaker-scikit-learn:{CONFIG.framework.sagemaker_image_version}-cpu-py3"
+STEPS = ("data", "train", "evaluate", "register", "promote")
+
+
+def run_steps() -> None:
+    for step in STEPS:
+        assert main([step]) == 0, step
+
+
+def packages(aws: Account) -> list[dict[str, Any]]:
+    client = aws.client("sagemaker")
+    summaries = client.list_model_packages(ModelPackageGroupName=aws.outputs["model_package_group"])
+    return [
+        client.describe_model_package(ModelPackageName=s["ModelPackageArn"])
+        for s in sorted(summaries["ModelPackageSummaryList"], key=lambda s: s["ModelPackageVersion"])
+    ]
+
+
+def desired_version(aws: Account) -> str:
+    config = yaml.safe_load((aws.stack_dir / "Pulumi.dev.yaml").read_text())["config"]
+    return str(config[f"{CONFIG.project.resource_prefix}:model_version"])
+
+
+@pytest.fixture(scope="module")
+def trained(aws_module: Account) -> Account:
+    """One run of the steps, shared by the tests that only inspect what it sent and stored."""
+    run_steps()
+    return aws_module
+
+
+def test_training_request_has_kms_image_hyperparameters_and_tags(trained: Account) -> None:
+    aws = trained
+    (request,) = aws.emulator.requests["training"]
+    key = aws.outputs["kms_key_arn"]
+    assert request["ResourceConfig"]["VolumeKmsKeyId"] == key
+    assert request["OutputDataConfig"]["KmsKeyId"] == key
+    assert request["OutputDataConfig"]["S3OutputPath"] == f"s3://{aws.outputs['artifacts_bucket']}/training"
+    assert request["AlgorithmSpecification"]["TrainingImage"].endswith(f".amazonaws.com/{IMAGE_TAG}")
+    assert request["RoleArn"] == aws.outputs["execution_role_arn"]
+    assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == CONFIG.train.max_runtime_seconds
+    expected = {name: str(value) for name, value in CONFIG.train.hyperparameters.items()}
+    assert {k: v for k, v in request["HyperParameters"].items() if k in expected} == expected
+    assert request["HyperParameters"]["label"] == schema.LABEL
+    tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}
+    assert set(tags) >= {"git-sha", "fingerprint"}
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
+    assert channels["train"].startswith(f"s3://{aws.outputs['artifacts_bucket']}/sha256/")
+
+
+def test_evaluation_runs_as_a_processing_job_with_kms(trained: Account) -> None:
+    aws = trained
+    (request,) = aws.emulator.requests["processing"]
+    key = aws.outputs["kms_key_arn"]
+    assert request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == key
+    assert request["ProcessingOutputConfig"]["KmsKeyId"] == key
+    assert request["AppSpecification"]["ImageUri"].endswith(IMAGE_TAG)
+    assert {i["InputName"] for i in request["ProcessingInputs"]} == {"model", "test", "code"}
+
+
+def test_the_model_package_carries_metrics_lineage_and_approval(trained: Account) -> None:
+    aws = trained
+    (package,) = packages(aws)
+    assert package["ModelApprovalStatus"] == "Approved"
+    properties = package["CustomerMetadataProperties"]
+    assert set(properties) >= {"git_sha", "data_hash", "code_hash", "params_hash", "fingerprint", "metric.roc_auc"}
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["Image"].endswith(IMAGE_TAG)
+    s3 = aws.client("s3")
+    for uri in (container["ModelDataUrl"], package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]):
+        bucket, key = uri[5:].split("/", 1)
+        assert key.startswith("sha256/")
+        assert s3.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "aws:kms"
+    bucket, key = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"][5:].split("/", 1)
+    evaluation = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert evaluation["candidate"]["metrics"]["roc_auc"] == pytest.approx(float(properties["metric.roc_auc"]), abs=1e-6)
+    assert desired_version(aws) == "1"
+
+
+def test_an_unchanged_rerun_reuses_the_registered_model(trained: Account) -> None:
+    aws = trained
+    assert main(["data"]) == 0
+    assert main(["train"]) == 0
+    assert len(aws.emulator.requests["training"]) == 1
+    assert len(packages(aws)) == 1
