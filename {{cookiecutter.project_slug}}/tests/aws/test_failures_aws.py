@@ -29,7 +29,12 @@ from ml.stack_outputs import StackOutputs, load_stack_outputs
 from tests.aws_fixtures import Account
 
 REGION = load_config().project.aws_region
-ARN = f"arn:aws:sagemaker:{REGION}:123456789012:{{}}"
+
+
+def arn(resource: str) -> str:
+    return f"arn:aws:sagemaker:{REGION}:123456789012:{resource}"
+
+
 OUTPUTS = StackOutputs(
     region=REGION,
     data_bucket="d",
@@ -90,7 +95,7 @@ def test_a_failed_processing_job_reports_its_reason(tmp_path: Path) -> None:
             "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
         },
         "AppSpecification": {"ImageUri": "img"},
-        "ProcessingJobArn": ARN.format("processing-job/tc-dev-eval-1"),
+        "ProcessingJobArn": arn("processing-job/tc-dev-eval-1"),
         "CreationTime": datetime.datetime(2026, 1, 1),
     }
     stubber.add_response("describe_processing_job", {**description, "ProcessingJobStatus": "InProgress"})
@@ -106,7 +111,7 @@ def test_a_failed_processing_job_reports_its_reason(tmp_path: Path) -> None:
 
 def test_a_processing_job_past_its_deadline_is_stopped() -> None:
     client, stubber = stubbed("sagemaker")
-    stubber.add_response("create_processing_job", {"ProcessingJobArn": ARN.format("processing-job/tc-dev-eval-1")})
+    stubber.add_response("create_processing_job", {"ProcessingJobArn": arn("processing-job/tc-dev-eval-1")})
     stubber.add_response(
         "describe_processing_job",
         {
@@ -115,7 +120,7 @@ def test_a_processing_job_past_its_deadline_is_stopped() -> None:
                 "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
             },
             "AppSpecification": {"ImageUri": "img"},
-            "ProcessingJobArn": ARN.format("processing-job/tc-dev-eval-1"),
+            "ProcessingJobArn": arn("processing-job/tc-dev-eval-1"),
             "CreationTime": datetime.datetime(2026, 1, 1),
             "ProcessingJobStatus": "InProgress",
         },
@@ -214,19 +219,19 @@ def endpoint_describes(stubber: Stubber, version: int, status: str = "InService"
     now = datetime.datetime(2026, 1, 1)
     stubber.add_response(
         "describe_endpoint",
-        {"EndpointName": "tc-dev", "EndpointArn": ARN.format("endpoint/tc-dev"), "EndpointConfigName": "tc-dev-config-1",
+        {"EndpointName": "tc-dev", "EndpointArn": arn("endpoint/tc-dev"), "EndpointConfigName": "tc-dev-config-1",
          "EndpointStatus": status, "CreationTime": now, "LastModifiedTime": now},
         expected_params={"EndpointName": "tc-dev"},
     )  # fmt: skip
     stubber.add_response(
         "describe_endpoint_config",
-        {"EndpointConfigName": "tc-dev-config-1", "EndpointConfigArn": ARN.format("endpoint-config/tc-dev-config-1"), "CreationTime": now,
+        {"EndpointConfigName": "tc-dev-config-1", "EndpointConfigArn": arn("endpoint-config/tc-dev-config-1"), "CreationTime": now,
          "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "tc-dev-model-1"}]},
         expected_params={"EndpointConfigName": "tc-dev-config-1"},
     )  # fmt: skip
     stubber.add_response(
         "describe_model",
-        {"ModelName": "tc-dev-model-1", "ModelArn": ARN.format("model/tc-dev-model-1"), "CreationTime": now,
+        {"ModelName": "tc-dev-model-1", "ModelArn": arn("model/tc-dev-model-1"), "CreationTime": now,
          "PrimaryContainer": {"ModelPackageName": f"arn:aws:sagemaker:{REGION}:1:model-package/g/{version}"}},
         expected_params={"ModelName": "tc-dev-model-1"},
     )  # fmt: skip
