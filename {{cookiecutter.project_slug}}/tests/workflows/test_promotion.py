@@ -1,0 +1,103 @@
+"""Promotion mechanics against a real, temporary git repository: branch, commit, body, revert."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ml.backends.base import ModelPackage, ModelVersion
+from ml.backends.desired_state import StackConfigFile
+from ml.config import PROJECT_ROOT, load_config
+from ml.errors import PipelineError
+from ml.promotion import prepare
+
+PREFIX = load_config().project.resource_prefix
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "--quiet", "--initial-branch=main")
+    git(tmp_path, "config", "user.email", "ci@example.com")
+    git(tmp_path, "config", "user.name", "CI")
+    (tmp_path / "infra").mkdir()
+    for path in (PROJECT_ROOT / "infra").glob("Pulumi.*.yaml"):
+        shutil.copy(path, tmp_path / "infra" / path.name)
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "--quiet", "-m", "stacks")
+    return tmp_path
+
+
+def model(version: int, status: str = "Approved", roc_auc: float = 0.99) -> ModelVersion:
+    package = ModelPackage(
+        f"s3://bucket/sha256/{version}/model.tar.gz",
+        "s3://bucket/e.json",
+        f"fingerprint-{version}",
+        status,  # type: ignore[arg-type]
+        {"roc_auc": roc_auc, "accuracy": 0.95},
+        {"git_sha": "abc123", "data_hash": "d" * 8},
+    )
+    return ModelVersion(version, f"{PREFIX}-dev", "2026-11-22T00:00:00+00:00", package)
+
+
+def staging(repo: Path) -> StackConfigFile:
+    return StackConfigFile(repo / "infra" / "Pulumi.staging.yaml", PREFIX)
+
+
+def test_promotion_commits_the_version_on_its_own_branch_and_describes_it(repo: Path) -> None:
+    before = (repo / "infra" / "Pulumi.staging.yaml").read_text()
+    prepared = prepare(repo / "infra", "staging", staging(repo), model(3), model(2, roc_auc=0.97))
+    assert prepared.changed and prepared.branch == "promote/staging/v3"
+    assert git(repo, "branch", "--show-current") == "promote/staging/v3"
+    assert git(repo, "diff", "--name-only", "main", "HEAD") == "infra/Pulumi.staging.yaml"
+    assert staging(repo).read() == 3
+    # Only the version line changed: comments and other keys are as they were.
+    changed = [line for line in (repo / "infra" / "Pulumi.staging.yaml").read_text().splitlines() if line not in before]
+    assert changed == [f'  {PREFIX}:model_version: "3"']  # the file's own quoting is kept
+    assert "| roc_auc | 0.9900 | 0.9700 |" in prepared.body
+    assert "git_sha | `abc123`" in prepared.body
+    assert "revert" in prepared.body
+
+
+def test_reverting_the_promotion_commit_restores_the_previous_version(repo: Path) -> None:
+    prepare(repo / "infra", "staging", staging(repo), model(3), None)
+    git(repo, "switch", "--quiet", "main")
+    git(repo, "merge", "--quiet", "--ff-only", "promote/staging/v3")
+    prepare(repo / "infra", "staging", staging(repo), model(4), model(3))
+    git(repo, "switch", "--quiet", "main")
+    git(repo, "merge", "--quiet", "--ff-only", "promote/staging/v4")
+    assert staging(repo).read() == 4
+    git(repo, "revert", "--no-edit", "HEAD")
+    assert staging(repo).read() == 3
+    config = yaml.safe_load((repo / "infra" / "Pulumi.staging.yaml").read_text())["config"]
+    assert config[f"{PREFIX}:model_version"] == "3"
+
+
+def test_promoting_the_version_already_there_changes_nothing(repo: Path) -> None:
+    staging(repo).write(5)
+    git(repo, "commit", "--quiet", "-am", "v5")
+    head = git(repo, "rev-parse", "HEAD")
+    prepared = prepare(repo / "infra", "staging", staging(repo), model(5), None)
+    assert not prepared.changed
+    assert git(repo, "rev-parse", "HEAD") == head and git(repo, "branch", "--show-current") == "main"
+
+
+def test_a_rejected_version_is_never_promoted(repo: Path) -> None:
+    with pytest.raises(PipelineError, match="Rejected"):
+        prepare(repo / "infra", "staging", staging(repo), model(6, status="Rejected"), None)
+    assert staging(repo).read() is None and git(repo, "branch", "--show-current") == "main"
+
+
+def test_uncommitted_edits_to_the_stack_file_stop_the_promotion(repo: Path) -> None:
+    path = repo / "infra" / "Pulumi.staging.yaml"
+    path.write_text(path.read_text() + "# local edit\n")
+    with pytest.raises(PipelineError, match="uncommitted changes"):
+        prepare(repo / "infra", "staging", staging(repo), model(7), None)
+    assert path.read_text().endswith("# local edit\n")
