@@ -24,13 +24,17 @@ $(UV_BOOTSTRAP):
 install: $(UV_DEP) ## create .venv from uv.lock
 	$(UV) sync --locked
 
-test: install ## the template's test suite: hooks, rendering, and each baked project's own `make test`
-	$(RUN) ruff check .
+PROJECT_TEMPLATE := {{cookiecutter.project_slug}}
+
+test: install lint ## the template's test suite: hooks, rendering, and each baked project's own `make test`
 	$(RUN) pytest
 
-lint: install ## ruff over the template's own code
+lint: install ## ruff over the template's code, and over the generated project's Python with its own config
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	@# Fails in seconds what the baked project's `make test` would fail in minutes.
+	$(RUN) ruff check --config '$(PROJECT_TEMPLATE)/pyproject.toml' '$(PROJECT_TEMPLATE)'
+	$(RUN) ruff format --check --config '$(PROJECT_TEMPLATE)/pyproject.toml' '$(PROJECT_TEMPLATE)' 
 
 demo: install ## bake a project with the default answers and run its `make pipeline`
 	$(RUN) cookiecutter --no-input --overwrite-if-exists --output-dir $(DEMO_DIR) .

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.roles import GITHUB_OIDC_HOST
-from infra.components.storage import secure_bucket
+from infra.components.storage import rotating_key, secure_bucket
 from ml import names
 from ml.config import ProjectSection
 
@@ -34,18 +34,11 @@ class StateBackend(pulumi.ComponentResource):
     def __init__(self, name: str, args: StateBackendArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:bootstrap:StateBackend", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, protect=True)  # losing these loses every stack
-        self.key = aws.kms.Key(
+        self.key = rotating_key(
             f"{name}-secrets-key",
-            description=f"{args.prefix}: Pulumi state and stack secrets",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            opts=child,
-        )
-        aws.kms.Alias(
-            f"{name}-secrets-alias",
-            name=names.secrets_key_alias(args.prefix),
-            target_key_id=self.key.key_id,
-            opts=child,
+            f"{args.prefix}: Pulumi state and stack secrets",
+            names.secrets_key_alias(args.prefix),
+            child,
         )
         self.bucket = secure_bucket(
             f"{name}-state",

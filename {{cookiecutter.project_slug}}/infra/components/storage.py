@@ -46,18 +46,11 @@ class Storage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self._args = args
 
-        self.key = aws.kms.Key(
+        self.key = rotating_key(
             f"{name}-key",
-            description=f"{args.prefix} {args.env}: buckets, training volumes, endpoint storage, data capture",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            opts=child,
-        )
-        aws.kms.Alias(
-            f"{name}-key-alias",
-            name=names.kms_key_alias(args.prefix, args.env),
-            target_key_id=self.key.key_id,
-            opts=child,
+            f"{args.prefix} {args.env}: buckets, training volumes, endpoint storage, data capture",
+            names.kms_key_alias(args.prefix, args.env),
+            child,
         )
 
         # S3 server access logs can only be delivered to a bucket encrypted with SSE-S3.
@@ -99,6 +92,13 @@ class Storage(pulumi.ComponentResource):
             account_id=args.account_id,
             parent=self,
         )
+
+
+def rotating_key(logical: str, description: str, alias: str, opts: pulumi.ResourceOptions) -> aws.kms.Key:
+    """A KMS key that rotates yearly, with a 30-day deletion window, and its alias."""
+    key = aws.kms.Key(logical, description=description, enable_key_rotation=True, deletion_window_in_days=30, opts=opts)
+    aws.kms.Alias(f"{logical}-alias", name=alias, target_key_id=key.key_id, opts=opts)
+    return key
 
 
 def secure_bucket(

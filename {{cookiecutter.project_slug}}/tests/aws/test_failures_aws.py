@@ -59,6 +59,21 @@ def evaluation_spec(max_runtime: int = 900) -> ProcessingSpec:
     )
 
 
+def processing_description(status: str, **extra: str) -> dict[str, Any]:
+    """A DescribeProcessingJob answer that botocore's model accepts."""
+    return {
+        "ProcessingJobName": "tc-dev-eval-1",
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
+        },
+        "AppSpecification": {"ImageUri": "img"},
+        "ProcessingJobArn": arn("processing-job/tc-dev-eval-1"),
+        "CreationTime": datetime.datetime(2026, 1, 1),
+        "ProcessingJobStatus": status,
+        **extra,
+    }
+
+
 class NoUploads:
     """An artifact store for runner tests whose S3 side is not under test."""
 
@@ -89,19 +104,9 @@ def test_a_failed_processing_job_reports_its_reason(tmp_path: Path) -> None:
             "Tags": [],
         },
     )
-    description = {
-        "ProcessingJobName": "tc-dev-eval-1",
-        "ProcessingResources": {
-            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
-        },
-        "AppSpecification": {"ImageUri": "img"},
-        "ProcessingJobArn": arn("processing-job/tc-dev-eval-1"),
-        "CreationTime": datetime.datetime(2026, 1, 1),
-    }
-    stubber.add_response("describe_processing_job", {**description, "ProcessingJobStatus": "InProgress"})
+    stubber.add_response("describe_processing_job", processing_description("InProgress"))
     stubber.add_response(
-        "describe_processing_job",
-        {**description, "ProcessingJobStatus": "Failed", "FailureReason": "ClientError: no test CSV"},
+        "describe_processing_job", processing_description("Failed", FailureReason="ClientError: no test CSV")
     )
     runner = SageMakerJobRunner(None, client, NoUploads(), OUTPUTS, lambda: "img", poll_seconds=0)  # type: ignore[arg-type]
     with pytest.raises(JobFailedError, match="tc-dev-eval-1 Failed: ClientError: no test CSV"):
@@ -112,19 +117,7 @@ def test_a_failed_processing_job_reports_its_reason(tmp_path: Path) -> None:
 def test_a_processing_job_past_its_deadline_is_stopped() -> None:
     client, stubber = stubbed("sagemaker")
     stubber.add_response("create_processing_job", {"ProcessingJobArn": arn("processing-job/tc-dev-eval-1")})
-    stubber.add_response(
-        "describe_processing_job",
-        {
-            "ProcessingJobName": "tc-dev-eval-1",
-            "ProcessingResources": {
-                "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
-            },
-            "AppSpecification": {"ImageUri": "img"},
-            "ProcessingJobArn": arn("processing-job/tc-dev-eval-1"),
-            "CreationTime": datetime.datetime(2026, 1, 1),
-            "ProcessingJobStatus": "InProgress",
-        },
-    )
+    stubber.add_response("describe_processing_job", processing_description("InProgress"))
     stubber.add_response("stop_processing_job", {}, expected_params={"ProcessingJobName": "tc-dev-eval-1"})
     # A negative grace puts the deadline in the past, so the first InProgress answer is already late.
     runner = SageMakerJobRunner(None, client, NoUploads(), OUTPUTS, lambda: "img", poll_seconds=0, grace_seconds=-2)  # type: ignore[arg-type]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -16,31 +15,9 @@ import yaml
 from ml.__main__ import main
 from ml.config import load_config
 from tests.aws.emulator import Outcome
+from tests.aws.steps import CONFIG, desired_version, packages, run_steps
 from tests.aws_fixtures import Account
 from tests.conftest import write_config
-
-CONFIG = load_config()
-IMAGE_TAG = f"sagemaker-scikit-learn:{CONFIG.framework.sagemaker_image_version}-cpu-py3"
-STEPS = ("data", "train", "evaluate", "register", "promote")
-
-
-def run_steps() -> None:
-    for step in STEPS:
-        assert main([step]) == 0, step
-
-
-def packages(aws: Account) -> list[dict[str, Any]]:
-    client = aws.client("sagemaker")
-    summaries = client.list_model_packages(ModelPackageGroupName=aws.outputs["model_package_group"])
-    return [
-        client.describe_model_package(ModelPackageName=s["ModelPackageArn"])
-        for s in sorted(summaries["ModelPackageSummaryList"], key=lambda s: s["ModelPackageVersion"])
-    ]
-
-
-def desired_version(aws: Account) -> str:
-    config = yaml.safe_load((aws.stack_dir / "Pulumi.dev.yaml").read_text())["config"]
-    return str(config[f"{CONFIG.project.resource_prefix}:model_version"])
 
 
 def test_a_worse_model_is_rejected_never_approved_and_the_champion_stays(

@@ -186,7 +186,13 @@ def test_changed_stacks_reads_git_and_sets_step_outputs(
     monkeypatch.setenv("GITHUB_OUTPUT", str(output))
     assert changed_stacks_main(["HEAD~1"]) == 0
     assert capsys.readouterr().out.strip() == '["prod"]'
-    assert output.read_text().splitlines() == ['stacks=["prod"]', "preview=[]", "dev=false", "staging=false", "prod=true"]
+    assert output.read_text().splitlines() == [
+        'stacks=["prod"]',
+        "preview=[]",
+        "dev=false",
+        "staging=false",
+        "prod=true",
+    ]
 
 
 def test_precommit_hooks_are_the_same_tools() -> None:
