@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,13 +12,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ml import pipeline, promotion
+from ml import pipeline, promotion, schema
 from ml.backends import stack_file
 from ml.context import Context, make_context
 from ml.errors import PipelineError
 from ml.steps import data as data_step
 from ml.steps import deploy as deploy_step
 from ml.steps import evaluate as evaluate_step
+from ml.steps import monitor as monitor_step
 from ml.steps import promote as promote_step
 from ml.steps import register as register_step
 from ml.steps import smoke_test as smoke_step
@@ -175,6 +177,81 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+DRIFT_EXIT = 4
+SHIFTED = ("mean_radius", "mean_texture", "worst_area", "worst_concavity")
+
+
+def show_monitoring(ctx: Context, report: monitor_step.MonitorReport) -> None:
+    result = report.result
+    table = Table(title=f"monitoring v{report.version}: {result.rows} rows from {result.records} requests")
+    for column in ("feature", "check", "description"):
+        table.add_column(column, overflow="fold")
+    for violation in result.violations:
+        table.add_row(violation.feature_name, violation.constraint_check_type, violation.description)
+    if result.violations:
+        ctx.console.print(table)
+    if result.malformed:
+        ctx.console.print(
+            f"[yellow]{len(result.malformed)} malformed capture line(s) skipped[/], e.g. {result.malformed[0]}"
+        )
+    ctx.console.print(f"report: {report.report_dir / 'report.md'}\nviolations: {report.violations_file}")
+
+
+def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
+    report = monitor_step.run(ctx)
+    show_monitoring(ctx, report)
+    if not report.result.violations:
+        ctx.console.print("[green]no violations[/]")
+        return 0
+    if args.retrain:
+        # The same entry point repository_dispatch reaches in CI: the whole pipeline.
+        ctx.console.print("violations found: retraining")
+        return cmd_pipeline(ctx, args)
+    return DRIFT_EXIT
+
+
+def cmd_drift_demo(ctx: Context, args: argparse.Namespace) -> int:
+    """Send clean traffic, then shifted traffic, to the endpoint and show the monitor telling them apart."""
+    status = ctx.backends.endpoint.status()
+    if status is None or not status.healthy:
+        ctx.console.print("no endpoint is serving yet: running the pipeline first")
+        if cmd_pipeline(ctx, args) != 0:
+            return 1
+    data = data_step.run(ctx)
+    rows = smoke_step.load_sample(ctx, data, limit=None)
+    statistics, _ = monitor_step.baseline_of(ctx, ctx.backends.desired_state.read() or 0)
+    spread = {f["name"]: f["numerical_statistics"]["std_dev"] for f in statistics["features"]}
+    outcomes = {}
+    for label, shift in (("clean", 0.0), ("shifted", 1.5)):
+        capture_dir = ctx.backends.endpoint.capture(Path(ctx.config.state_dir))
+        shutil.rmtree(capture_dir, ignore_errors=True)
+        for start in range(0, len(rows), 10):
+            batch = rows[start : start + 10]
+            lines = [
+                ",".join(
+                    str(float(row[name]) + (shift * spread[name] if name in SHIFTED else 0.0))
+                    for name in schema.FEATURES
+                )
+                for row in batch
+            ]
+            ctx.backends.endpoint.invoke(("\n".join(lines) + "\n").encode(), "text/csv", "application/json")
+        report = monitor_step.run(ctx)
+        ctx.console.rule(
+            f"{label} traffic: {len(rows)} rows" + (f", {', '.join(SHIFTED)} shifted by {shift} std" if shift else "")
+        )
+        show_monitoring(ctx, report)
+        outcomes[label] = report.result
+    caught = set(outcomes["shifted"].drifted) >= set(SHIFTED)
+    clean = not outcomes["clean"].violations
+    verdict = (
+        "[green]the monitor caught the shift and passed the clean traffic[/]"
+        if caught and clean
+        else "[red]unexpected result[/]"
+    )
+    ctx.console.print(verdict)
+    return 0 if caught and clean else 1
+
+
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     backends = ctx.backends
     table = Table(title=f"model registry {backends.registry.group}")
@@ -214,6 +291,8 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "promote": cmd_promote,
     "deploy": cmd_deploy,
     "smoke-test": cmd_smoke_test,
+    "monitor": cmd_monitor,
+    "drift-demo": cmd_drift_demo,
     "promotion-pr": cmd_promotion_pr,
     "verify": cmd_verify,
     "status": cmd_status,
@@ -228,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--to", choices=("dev", "staging", "prod"), help="promote: the environment whose stack file to edit"
     )
+    parser.add_argument("--retrain", action="store_true", help="monitor: run the pipeline when violations are found")
     parser.add_argument(
         "--from", dest="from_env", choices=("dev", "staging"), help="promotion-pr: take the version this stack serves"
     )

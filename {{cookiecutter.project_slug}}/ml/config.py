@@ -73,6 +73,13 @@ class AwsSection(_Section):
     managed_spot: bool = False
 
 
+class MonitorSection(_Section):
+    # PSI above 0.2 is the usual line for a shift worth acting on.
+    drift_threshold: Annotated[float, Field(gt=0, le=10)] = 0.2
+    # Below this many rows, sampling noise alone moves PSI past the threshold: drift is not judged.
+    min_rows: Annotated[int, Field(ge=1)] = 50
+
+
 class ServeSection(_Section):
     host: Literal["127.0.0.1", "localhost"] = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 0
@@ -87,6 +94,7 @@ class Config(_Section):
     train: TrainSection = TrainSection()
     gate: GateSection = GateSection()
     aws: AwsSection = AwsSection()
+    monitor: MonitorSection = MonitorSection()
     serve: ServeSection = ServeSection()
 
     # Set by load_config, not read from the file.

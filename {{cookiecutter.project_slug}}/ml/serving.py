@@ -9,6 +9,7 @@ GET /ping and POST /invocations. Run by ml/backends/local_endpoint.py as
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib.util
 import json
 import os
@@ -16,6 +17,8 @@ import signal
 import sys
 import tarfile
 import threading
+import uuid
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +28,44 @@ from typing import Any
 from ml import atomic
 
 MAX_BODY = 6 * 1024 * 1024  # SageMaker's invoke_endpoint payload limit
+ENCODINGS = {"text/csv": "CSV", "application/json": "JSON"}
+
+
+class DataCapture:
+    """Writes one JSON line per request in SageMaker's data-capture format.
+
+    Files are laid out as SageMaker lays them out in S3: <endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl,
+    so the monitor reads local and captured-in-AWS data the same way.
+    """
+
+    def __init__(self, root: Path, endpoint: str, variant: str = "AllTraffic") -> None:
+        self._root = root / endpoint / variant
+        self._lock = threading.Lock()
+
+    def record(self, body: bytes, content_type: str, payload: bytes, mime: str) -> None:
+        now = datetime.now(UTC)
+
+        def side(data: bytes, observed: str, mode: str) -> dict[str, str]:
+            kind = observed.split(";")[0].strip().lower()
+            encoding = ENCODINGS.get(kind)
+            text = data.decode("utf-8") if encoding else base64.b64encode(data).decode()
+            return {"observedContentType": observed, "mode": mode, "data": text, "encoding": encoding or "BASE64"}
+
+        line = json.dumps(
+            {
+                "captureData": {
+                    "endpointInput": side(body, content_type, "INPUT"),
+                    "endpointOutput": side(payload, mime, "OUTPUT"),
+                },
+                "eventMetadata": {"eventId": str(uuid.uuid4()), "inferenceTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+                "eventVersion": "0",
+            }
+        )
+        directory = self._root / now.strftime("%Y/%m/%d/%H")
+        with self._lock:
+            directory.mkdir(parents=True, exist_ok=True)
+            with (directory / f"capture-{os.getpid()}.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
 
 
 def load_program(model_dir: Path) -> ModuleType:
@@ -53,7 +94,7 @@ class Model:
         return (payload.encode() if isinstance(payload, str) else payload), mime
 
 
-def make_handler(model: Model) -> type[BaseHTTPRequestHandler]:
+def make_handler(model: Model, capture: DataCapture | None = None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "mlops-local-sklearn"
 
@@ -82,12 +123,9 @@ def make_handler(model: Model) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"payload exceeds 6 MB\n")
                 return
             body = self.rfile.read(length)
+            content_type = self.headers.get("Content-Type", "text/csv")
             try:
-                payload, mime = model.invoke(
-                    body,
-                    self.headers.get("Content-Type", "text/csv"),
-                    self.headers.get("Accept", "application/json"),
-                )
+                payload, mime = model.invoke(body, content_type, self.headers.get("Accept", "application/json"))
             except Exception as exc:  # the container answers every handler error over HTTP
                 status = (
                     HTTPStatus.UNSUPPORTED_MEDIA_TYPE
@@ -98,18 +136,22 @@ def make_handler(model: Model) -> type[BaseHTTPRequestHandler]:
                 )
                 self._send(status, f"{type(exc).__name__}: {exc}\n".encode())
                 return
+            if capture is not None:
+                capture.record(body, content_type, payload, mime)
             self._send(HTTPStatus.OK, payload, mime)
 
     return Handler
 
 
-def serve(model_tarball: Path, workdir: Path, host: str, port: int, ready_file: Path) -> None:
+def serve(
+    model_tarball: Path, workdir: Path, host: str, port: int, ready_file: Path, capture: DataCapture | None = None
+) -> None:
     model_dir = workdir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     with tarfile.open(model_tarball) as archive:
         archive.extractall(model_dir, filter="data")
     model = Model(load_program(model_dir), model_dir)
-    server = ThreadingHTTPServer((host, port), make_handler(model))
+    server = ThreadingHTTPServer((host, port), make_handler(model, capture))
     # SIGTERM is how the endpoint manager retires an old version; finish cleanly.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     bound_port = server.server_address[1]
@@ -126,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--capture-dir", type=Path, help="write SageMaker data-capture records here")
+    parser.add_argument("--endpoint-name", default="local")
     args = parser.parse_args(argv)
-    serve(args.model, args.workdir, args.host, args.port, args.ready_file)
+    capture = DataCapture(args.capture_dir, args.endpoint_name) if args.capture_dir else None
+    serve(args.model, args.workdir, args.host, args.port, args.ready_file, capture)
     return 0
 
 

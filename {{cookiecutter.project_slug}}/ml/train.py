@@ -14,9 +14,12 @@ import os
 import shutil
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 import sklearn
 from sklearn.ensemble import RandomForestClassifier
@@ -44,7 +47,14 @@ def load_training_data(channel: Path) -> pd.DataFrame:
     return pd.concat([pd.read_csv(path) for path in files], ignore_index=True)
 
 
-def train(args: argparse.Namespace) -> tuple[RandomForestClassifier, list[str]]:
+@dataclass
+class Trained:
+    model: RandomForestClassifier
+    features: list[str]
+    frame: pd.DataFrame  # kept for the monitoring baseline
+
+
+def train(args: argparse.Namespace) -> Trained:
     frame = load_training_data(Path(args.train))
     if args.label not in frame.columns:
         raise ValueError(f"label column {args.label!r} is not in the training data")
@@ -58,29 +68,100 @@ def train(args: argparse.Namespace) -> tuple[RandomForestClassifier, list[str]]:
     )
     model.fit(frame[features], frame[args.label].astype(int))
     print(f"trained {model.__class__.__name__} on {len(frame)} rows, {len(features)} features")
-    return model, features
+    return Trained(model, features, frame)
 
 
-def save_model(model: RandomForestClassifier, features: list[str], label: str, model_dir: Path) -> None:
-    """Write what the serving container loads: the model, its metadata and inference.py.
+BASELINE_BUCKETS = 10
+
+
+def baseline(frame: pd.DataFrame, features: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """SageMaker Model Monitor's data-quality baseline: statistics.json and constraints.json.
+
+    The same files serve the local monitor (ml/monitor.py) and a Model Monitor schedule in AWS.
+    Each feature's distribution is kept as buckets in the shape of Model Monitor's KLL summary.
+    The bucket edges are the training deciles rather than equal widths: on skewed features,
+    equal-width tail buckets hold a handful of rows, and sampling noise alone then moves PSI.
+    """
+    statistics: list[dict[str, Any]] = []
+    constraints: list[dict[str, Any]] = []
+    for name in features:
+        values = frame[name].astype(float)
+        low, high = float(values.min()), float(values.max())
+        edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, BASELINE_BUCKETS + 1)))
+        if len(edges) < 2:  # a constant feature: one bucket around its value
+            edges = np.array([low, low + 1.0])
+        counts, _ = np.histogram(values, bins=edges)
+        statistics.append(
+            {
+                "name": name,
+                "inferred_type": "Fractional",
+                "numerical_statistics": {
+                    "common": {"num_present": int(values.notna().sum()), "num_missing": int(values.isna().sum())},
+                    "mean": float(values.mean()),
+                    "sum": float(values.sum()),
+                    "std_dev": float(values.std(ddof=0)),
+                    "min": low,
+                    "max": high,
+                    "distribution": {
+                        "kll": {
+                            "buckets": [
+                                {"lower_bound": float(a), "upper_bound": float(b), "count": float(c)}
+                                for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)
+                            ]
+                        }
+                    },
+                },
+            }
+        )
+        constraint: dict[str, Any] = {"name": name, "inferred_type": "Fractional", "completeness": 1.0}
+        if low >= 0:
+            constraint["num_constraints"] = {"is_non_negative": True}
+        constraints.append(constraint)
+    return (
+        {"version": 0.0, "dataset": {"item_count": len(frame)}, "features": statistics},
+        {
+            "version": 0.0,
+            "features": constraints,
+            "monitoring_config": {
+                "evaluate_constraints": "Enabled",
+                "emit_metrics": "Enabled",
+                "datatype_check_threshold": 1.0,
+                "domain_content_threshold": 1.0,
+                "distribution_constraints": {
+                    "perform_comparison": "Enabled",
+                    "comparison_threshold": 0.1,
+                    "comparison_method": "Robust",
+                },
+            },
+        },
+    )
+
+
+def save_model(trained: Trained, label: str, model_dir: Path) -> None:
+    """Write what the serving container loads (the model, its metadata, inference.py) and the baseline.
 
     inference.py goes into model_dir/code so that model.tar.gz serves on its own, the
-    layout the SageMaker scikit-learn container reads when SAGEMAKER_PROGRAM is set.
+    layout the SageMaker scikit-learn container reads when SAGEMAKER_PROGRAM is set; the
+    monitoring baseline goes into model_dir/baseline, so every model carries its own.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, model_dir / "model.joblib")
-    metadata = {"features": features, "label": label, "scikit_learn": sklearn.__version__}
+    joblib.dump(trained.model, model_dir / "model.joblib")
+    metadata = {"features": trained.features, "label": label, "scikit_learn": sklearn.__version__}
     (model_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
     code_dir = model_dir / "code"
     code_dir.mkdir(exist_ok=True)
     shutil.copy2(HERE / "inference.py", code_dir / "inference.py")
+    statistics, constraints = baseline(trained.frame, trained.features)
+    baseline_dir = model_dir / "baseline"
+    baseline_dir.mkdir(exist_ok=True)
+    (baseline_dir / "statistics.json").write_text(json.dumps(statistics, indent=2))
+    (baseline_dir / "constraints.json").write_text(json.dumps(constraints, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        model, features = train(args)
-        save_model(model, features, args.label, Path(args.model_dir))
+        save_model(train(args), args.label, Path(args.model_dir))
     except Exception as exc:
         # SageMaker reports the content of this file as the job's FailureReason.
         output = Path(args.output_dir)

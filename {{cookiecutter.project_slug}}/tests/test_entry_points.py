@@ -28,6 +28,14 @@ def trained_model_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_train_reads_the_sm_variables_and_writes_a_servable_model_dir(trained_model_dir: Path) -> None:
     assert (trained_model_dir / "model.joblib").is_file()
     assert (trained_model_dir / "code" / "inference.py").read_text() == Path(inference.__file__).read_text()
+    statistics = json.loads((trained_model_dir / "baseline" / "statistics.json").read_text())
+    constraints = json.loads((trained_model_dir / "baseline" / "constraints.json").read_text())
+    assert [f["name"] for f in statistics["features"]] == list(schema.FEATURES)
+    assert statistics["dataset"]["item_count"] == 120
+    buckets = statistics["features"][0]["numerical_statistics"]["distribution"]["kll"]["buckets"]
+    assert sum(b["count"] for b in buckets) == 120
+    assert constraints["monitoring_config"]["distribution_constraints"]["perform_comparison"] == "Enabled"
+    assert all(f["completeness"] == 1.0 for f in constraints["features"])
     metadata = json.loads((trained_model_dir / "metadata.json").read_text())
     assert metadata["features"] == list(schema.FEATURES)
     assert metadata["label"] == schema.LABEL

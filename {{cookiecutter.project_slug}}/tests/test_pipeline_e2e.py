@@ -7,6 +7,7 @@ they do (a worse model, bad data, a broken deploy) disturbs it.
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -229,3 +230,34 @@ def test_a_step_without_its_inputs_says_what_to_run(state_dir: Path) -> None:
 
 def test_verify_checks_the_served_version_and_smoke_tests(champion: Champion) -> None:
     assert main(["verify"]) == 0
+
+
+def test_the_endpoint_captures_requests_in_the_sagemaker_format(champion: Champion) -> None:
+    ctx = fresh_context()
+    row = ",".join(str(v) for v in good_frame().iloc[0][list(schema.FEATURES)])
+    ctx.backends.endpoint.invoke(f"{row}\n".encode(), "text/csv", "application/json")
+    files = sorted(ctx.backends.endpoint.capture(champion.state).rglob("*.jsonl"))
+    assert files and files[0].relative_to(champion.state / "endpoint" / "data-capture").parts[:2] == (
+        ctx.backends.endpoint.name,
+        "AllTraffic",
+    )
+    last = json.loads(files[-1].read_text().splitlines()[-1])
+    assert last["eventVersion"] == "0" and last["eventMetadata"]["eventId"]
+    assert last["captureData"]["endpointInput"] == {
+        "observedContentType": "text/csv",
+        "mode": "INPUT",
+        "data": f"{row}\n",
+        "encoding": "CSV",
+    }
+    assert json.loads(last["captureData"]["endpointOutput"]["data"])["predictions"]
+
+
+def test_drift_demo_catches_shifted_traffic_and_passes_clean(champion: Champion) -> None:
+    assert main(["drift-demo"]) == 0
+    assert main(["monitor"]) == 4  # the shifted traffic is what is captured now
+
+
+def test_monitoring_without_captured_traffic_says_so(champion: Champion) -> None:
+    ctx = fresh_context()
+    shutil.rmtree(ctx.backends.endpoint.capture(champion.state), ignore_errors=True)
+    assert main(["monitor"]) == 1

@@ -75,6 +75,7 @@ def aws_backends(config: Config) -> Backends:
     def image_uri() -> str:
         return sklearn_image_uri(outputs.region, config.framework.sagemaker_image_version, config.aws.instance_type)
 
+    endpoint_name = outputs.endpoint_name or names.endpoint_name(config.project.resource_prefix, config.env)
     return Backends(
         artifacts=artifacts,
         registry=SageMakerModelRegistry(
@@ -86,9 +87,12 @@ def aws_backends(config: Config) -> Backends:
         endpoint=SageMakerEndpoint(
             sagemaker,
             session.client("sagemaker-runtime", config=retries),
-            outputs.endpoint_name or names.endpoint_name(config.project.resource_prefix, config.env),
+            endpoint_name,
             config.env,
             PROJECT_ROOT / "infra",
+            # Where the endpoint config's DataCaptureConfig writes (infra/components/endpoint.py).
+            s3_client=session.client("s3", config=retries),
+            capture_uri=f"s3://{outputs.artifacts_bucket}/data-capture/{endpoint_name}/",
         ),
         desired_state=stack_file(config, config.env),
     )

@@ -130,6 +130,10 @@ class Endpoint(Protocol):
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> bytes: ...
 
+    def capture(self, scratch: Path) -> Path:
+        """A local directory holding the captured requests (data-capture JSON Lines)."""
+        ...
+
     def stop(self) -> bool: ...
 
 

@@ -52,6 +52,8 @@ class LocalEndpoint:
         self._timeout = startup_timeout
         self._project_root = project_root or Path(__file__).resolve().parents[2]
         self._state = root / "endpoint.json"
+        # Data capture, as a real-time endpoint with DataCaptureConfig writes it to S3.
+        self.capture_dir = root / "data-capture"
 
     def _url(self, port: int) -> str:
         return f"http://{self._host}:{port}"
@@ -87,7 +89,8 @@ class LocalEndpoint:
         with log.open("w") as handle:
             process = subprocess.Popen(
                 [sys.executable, "-m", "ml.serving", "--model", str(tarball), "--workdir", str(workdir),
-                 "--ready-file", str(ready), "--host", self._host, "--port", str(self._port)],
+                 "--ready-file", str(ready), "--host", self._host, "--port", str(self._port),
+                 "--capture-dir", str(self.capture_dir), "--endpoint-name", self.name],
                 cwd=self._project_root,
                 env={**os.environ, "PYTHONPATH": str(self._project_root), "SAGEMAKER_PROGRAM": "inference.py"},
                 stdout=handle,
@@ -140,6 +143,9 @@ class LocalEndpoint:
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip()
             raise EndpointError(f"endpoint {self.name} answered HTTP {exc.code}: {detail}") from exc
+
+    def capture(self, scratch: Path) -> Path:
+        return self.capture_dir
 
     def stop(self) -> bool:
         record = self._record()

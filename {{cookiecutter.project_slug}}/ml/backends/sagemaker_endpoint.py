@@ -29,6 +29,8 @@ class SageMakerEndpoint:
         infra_dir: Path,
         poll_seconds: float = 30.0,
         wait_seconds: float = 3600.0,
+        s3_client: Any = None,
+        capture_uri: str | None = None,
     ) -> None:
         self._sm = sagemaker_client
         self._runtime = runtime_client
@@ -37,6 +39,8 @@ class SageMakerEndpoint:
         self._infra = infra_dir
         self._poll = poll_seconds
         self._wait = wait_seconds
+        self._s3 = s3_client
+        self._capture_uri = capture_uri
 
     def status(self) -> EndpointStatus | None:
         try:
@@ -102,6 +106,20 @@ class SageMakerEndpoint:
             message = details.get("OriginalMessage") or details.get("Error", {}).get("Message", "")
             raise EndpointError(f"endpoint {self.name} answered HTTP {code}: {message}") from None
         return bytes(response["Body"].read())
+
+    def capture(self, scratch: Path) -> Path:
+        """Download what DataCaptureConfig wrote to S3 (real-time endpoints only)."""
+        if self._s3 is None or self._capture_uri is None:
+            raise EndpointError(
+                f"endpoint {self.name} has no data-capture location; serverless endpoints cannot capture"
+            )
+        bucket, prefix = self._capture_uri[5:].split("/", 1)
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                target = scratch / item["Key"][len(prefix) :].lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._s3.download_file(bucket, item["Key"], str(target))
+        return scratch
 
     def stop(self) -> bool:
         # Pulumi owns the endpoint; removing it is `pulumi destroy` or an empty model_version.

@@ -38,12 +38,13 @@ def _predictions(payload: bytes, expected: int) -> list[dict[str, Any]]:
     return predictions
 
 
-def load_sample(ctx: Context, data: DataResult) -> list[dict[str, str]]:
+def load_sample(ctx: Context, data: DataResult, limit: int | None = -1) -> list[dict[str, str]]:
+    """Rows of the test split: the first smoke_test_rows by default, all with limit=None."""
     with tempfile.TemporaryDirectory() as scratch:
         path = ctx.backends.artifacts.get(data.test_uri, Path(scratch) / "test.csv")
         with path.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
-    return rows[: ctx.config.serve.smoke_test_rows]
+    return rows if limit is None else rows[: ctx.config.serve.smoke_test_rows if limit == -1 else limit]
 
 
 def run(ctx: Context, data: DataResult) -> SmokeResult:
