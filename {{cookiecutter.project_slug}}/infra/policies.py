@@ -217,6 +217,17 @@ def prod_capacity(resources: Resources, settings: StackSettings) -> list[str]:
     ]
 
 
+def monitoring_encrypted(resources: Resources, _: StackSettings) -> list[str]:
+    violations = []
+    for job in _of(resources, "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition"):
+        cluster = job.inputs.get("jobResources", {}).get("clusterConfig", {})
+        if not cluster.get("volumeKmsKeyId"):
+            violations.append(f"monitoring job {job.name} does not encrypt its volume with KMS")
+        if not job.inputs.get("dataQualityJobOutputConfig", {}).get("kmsKeyId"):
+            violations.append(f"monitoring job {job.name} writes its reports without a KMS key")
+    return violations
+
+
 def no_access_keys(resources: Resources, _: StackSettings) -> list[str]:
     static = {"aws:iam/accessKey:AccessKey": "an IAM access key", "aws:iam/user:User": "an IAM user"}
     return [f"{r.name} is {static[r.type]}: use roles and OIDC instead" for r in resources if r.type in static]
@@ -237,6 +248,7 @@ POLICIES = [
         "rollback-alarms-wired", "real-time endpoints deploy blue/green and roll back on alarms", rollback_alarms_wired
     ),
     Policy("prod-capacity", "real-time prod endpoints run at least 2 instances", prod_capacity),
+    Policy("monitoring-encrypted", "Model Monitor jobs encrypt volumes and reports with KMS", monitoring_encrypted),
     Policy("no-access-keys", "no IAM users or access keys", no_access_keys),
 ]
 

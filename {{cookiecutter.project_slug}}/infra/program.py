@@ -11,13 +11,14 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.drift import DriftMonitoring, DriftMonitoringArgs, analyzer_image
 from infra.components.endpoint import Endpoint, EndpointArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.registry import Registry, RegistryArgs
 from infra.components.roles import Roles, RolesArgs
 from infra.components.storage import Storage, StorageArgs
-from infra.settings import KEYS, StackSettings, parse
-from ml import names
+from infra.settings import KEYS, StackConfigError, StackSettings, parse
+from ml import names, schema
 from ml.config import load_config
 
 
@@ -32,6 +33,12 @@ def load_settings() -> StackSettings:
 def build(settings: StackSettings) -> dict[str, Any]:
     """Declare every resource of one environment; return the stack outputs (the contract with ml/)."""
     prefix, env, project = settings.prefix, settings.stack, settings.project
+    monitor_image = analyzer_image(project.aws_region) if settings.drift_monitoring else None
+    if settings.drift_monitoring and monitor_image is None:
+        raise StackConfigError(
+            f"Pulumi.{env}.yaml asks for drift monitoring (data_capture_percent > 0), but SageMaker Model Monitor "
+            f"is not published in {project.aws_region}: set data_capture_percent: 0, or use another region"
+        )
     provider = aws.Provider(
         "aws",
         region=project.aws_region,
@@ -128,6 +135,28 @@ def build(settings: StackSettings) -> dict[str, Any]:
         )
         outputs["endpoint_name"] = endpoint.endpoint.name
         outputs["model_version"] = str(settings.model_version)
+        if settings.drift_monitoring and monitor_image and settings.github_dispatch_token:
+            drift = DriftMonitoring(
+                env,
+                DriftMonitoringArgs(
+                    prefix=prefix,
+                    env=env,
+                    github_repository=project.github_repository,
+                    endpoint_name=endpoint.endpoint.name,
+                    execution_role_arn=roles.execution_role.arn,
+                    kms_key_arn=storage.key.arn,
+                    artifacts_bucket=storage.artifacts_bucket.bucket,
+                    analyzer_image=monitor_image,
+                    baseline_statistics=settings.monitoring_baseline_statistics or "",
+                    baseline_constraints=settings.monitoring_baseline_constraints or "",
+                    features=list(schema.FEATURES),
+                    drift_threshold=settings.drift_threshold,
+                    schedule=settings.monitoring_schedule,
+                    github_token=pulumi.Output.secret(settings.github_dispatch_token),
+                ),
+                pulumi.ResourceOptions(providers=[provider], depends_on=[endpoint]),
+            )
+            outputs["monitoring_schedule"] = drift.schedule.name
 
     outputs.update(
         {

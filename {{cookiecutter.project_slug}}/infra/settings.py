@@ -32,6 +32,12 @@ KEYS: dict[str, str] = {
     "latency_alarm_ms": "model latency (average over 1 minute) that raises the alarm",
     "error_alarm_count": "5xx responses per minute that raise the alarm",
     "invocations_alarm_per_minute": "invocations per minute above which the traffic alarm fires",
+    "monitoring_baseline_statistics": "the promoted model's statistics.json in S3, written by `make promote`",
+    "monitoring_baseline_constraints": "the promoted model's constraints.json in S3, written by `make promote`",
+    "monitoring_schedule": "when Model Monitor checks captured data, e.g. cron(0 * ? * * *) (hourly)",
+    "drift_threshold": "drift distance per feature above which the drift alarm fires (0 to 10)",
+    "github_dispatch_token": "a secret GitHub token that may send repository_dispatch "
+    "(`pulumi config set --secret github_dispatch_token ...`); needed once drift monitoring is on",
     "budget_monthly_usd": "monthly cost budget for this environment, in USD",
     "budget_alert_email": "address that receives budget alerts",
     "noncurrent_version_days": "days to keep noncurrent object versions",
@@ -65,12 +71,24 @@ class StackSettings(BaseModel):
     latency_alarm_ms: Annotated[int, Field(ge=1)] = 500
     error_alarm_count: Annotated[int, Field(ge=1)] = 5
     invocations_alarm_per_minute: Annotated[int, Field(ge=1)] = 6000
+    monitoring_baseline_statistics: Annotated[str, Field(pattern=r"^s3://")] | None = None
+    monitoring_baseline_constraints: Annotated[str, Field(pattern=r"^s3://")] | None = None
+    monitoring_schedule: Annotated[str, Field(pattern=r"^cron\(.+\)$")] = "cron(0 * ? * * *)"
+    drift_threshold: Annotated[float, Field(gt=0, le=10)] = 0.2
+    github_dispatch_token: str | None = None
     budget_monthly_usd: Annotated[float, Field(gt=0)]
     budget_alert_email: str
     noncurrent_version_days: Annotated[int, Field(ge=1)] = 90
     access_log_days: Annotated[int, Field(ge=1)] = 365
 
-    @field_validator("model_version", "registry_stack", mode="before")
+    @field_validator(
+        "model_version",
+        "registry_stack",
+        "monitoring_baseline_statistics",
+        "monitoring_baseline_constraints",
+        "github_dispatch_token",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value in ("", None) else value
@@ -104,6 +122,12 @@ class StackSettings(BaseModel):
                 )
             if self.autoscaling_max_instances < self.instance_count:
                 raise ValueError("autoscaling_max_instances must be at least instance_count")
+        if self.drift_monitoring and not self.github_dispatch_token:
+            raise ValueError(
+                "github_dispatch_token is required once drift monitoring is on (a real-time endpoint with data "
+                "capture and a baseline): `pulumi config set --secret github_dispatch_token <token>`, a "
+                "fine-grained token with Contents: read and write on the repository"
+            )
         if self.stack != "dev" and self.registry_stack is None:
             raise ValueError(
                 f"registry_stack is required in the {self.stack} stack: name the stack that trains and "
@@ -118,6 +142,17 @@ class StackSettings(BaseModel):
     @property
     def real_time(self) -> bool:
         return self.endpoint_type == "real-time"
+
+    @property
+    def drift_monitoring(self) -> bool:
+        """A Model Monitor schedule needs captured data (real-time only) and the model's baseline."""
+        return (
+            self.real_time
+            and self.data_capture_percent > 0
+            and self.model_version is not None
+            and self.monitoring_baseline_statistics is not None
+            and self.monitoring_baseline_constraints is not None
+        )
 
 
 def parse(stack: str, project: ProjectSection, values: dict[str, Any], source: str) -> StackSettings:

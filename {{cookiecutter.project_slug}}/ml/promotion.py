@@ -77,7 +77,9 @@ def prepare(
     if previous == model.version:
         return PreparedPromotion(branch, title, body(target, model, champion, previous), changed=False)
     _git(repo, "switch", "--create", branch)
-    state.write(model.version)
+    from ml.steps.promote import monitoring_keys
+
+    state.write(model.version, monitoring_keys(model.package.lineage))
     _git(repo, "add", str(state.path))
     _git(repo, "commit", "--quiet", "--message", f"{title}\n\nmodel_version {previous or 'unset'} -> {model.version}")
     return PreparedPromotion(branch, title, body(target, model, champion, previous), changed=True)

@@ -144,6 +144,6 @@ class DesiredState(Protocol):
         """The model version this environment should serve, or None if none is set."""
         ...
 
-    def write(self, version: int) -> bool:
-        """Set the version atomically; return False if it was already set to it."""
+    def write(self, version: int, extra: dict[str, str] | None = None) -> bool:
+        """Set the version (and keys that go with it) atomically; False if already so."""
         ...

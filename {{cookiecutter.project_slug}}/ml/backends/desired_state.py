@@ -24,6 +24,7 @@ MODEL_VERSION_KEY = "model_version"
 class StackConfigFile:
     def __init__(self, path: Path, namespace: str) -> None:
         self.path = path
+        self.namespace = namespace
         self.key = f"{namespace}:{MODEL_VERSION_KEY}"
         self._yaml = YAML()
         self._yaml.preserve_quotes = True
@@ -54,12 +55,15 @@ class StackConfigFile:
             raise ConfigError(f"{self.path}: {self.key} must be 1 or more, not {version}")
         return version
 
-    def write(self, version: int) -> bool:
-        if self.read() == version:
-            return False
+    def write(self, version: int, extra: dict[str, str] | None = None) -> bool:
+        """Set the version (and keys that belong with it, such as its monitoring baseline)."""
         document = self._load()
         config = document.setdefault("config", CommentedMap())
-        config[self.key] = str(version)  # Pulumi config values are strings
+        wanted = {self.key: str(version), **{f"{self.namespace}:{k}": v for k, v in (extra or {}).items()}}
+        if all(str(config.get(key, "")) == value for key, value in wanted.items()):
+            return False
+        for key, value in wanted.items():
+            config[key] = value  # Pulumi config values are strings
         buffer = io.StringIO()
         self._yaml.dump(document, buffer)
         atomic.write_text(self.path, buffer.getvalue())

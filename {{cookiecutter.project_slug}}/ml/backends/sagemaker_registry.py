@@ -45,6 +45,17 @@ class SageMakerModelRegistry:
             FINGERPRINT: package.fingerprint,
             **{f"{METRIC_PREFIX}{name}": f"{value:.6f}" for name, value in package.metrics.items()},
         }
+        baseline = {}
+        if "baseline_statistics" in package.lineage and "baseline_constraints" in package.lineage:
+            baseline["DriftCheckBaselines"] = {
+                "ModelDataQuality": {
+                    "Statistics": {"ContentType": "application/json", "S3Uri": package.lineage["baseline_statistics"]},
+                    "Constraints": {
+                        "ContentType": "application/json",
+                        "S3Uri": package.lineage["baseline_constraints"],
+                    },
+                }
+            }
         response = self._sm.create_model_package(
             ModelPackageGroupName=self.group,
             ModelPackageDescription=f"fingerprint {package.fingerprint[:16]}, git {package.lineage.get('git_sha', '')[:12]}",
@@ -68,6 +79,7 @@ class SageMakerModelRegistry:
                 "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": package.evaluation_uri}}
             },
             CustomerMetadataProperties=metadata,
+            **baseline,
         )
         return self.get(int(response["ModelPackageArn"].rsplit("/", 1)[1]))
 

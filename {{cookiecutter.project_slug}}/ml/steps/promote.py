@@ -17,6 +17,11 @@ class PromoteResult:
     desired_state: str
 
 
+def monitoring_keys(lineage: dict[str, str]) -> dict[str, str]:
+    """The stack keys a Model Monitor schedule reads: this version's baseline (infra/settings.py)."""
+    return {f"monitoring_{key}": value for key, value in lineage.items() if key.startswith("baseline_")}
+
+
 def run(ctx: Context, version: int, target: DesiredState | None = None) -> PromoteResult:
     """Promote version; target is another environment's desired state (default: this one's)."""
     backends = ctx.backends
@@ -31,7 +36,7 @@ def run(ctx: Context, version: int, target: DesiredState | None = None) -> Promo
         )
     state = target or backends.desired_state
     previous = state.read()
-    changed = state.write(version)
+    changed = state.write(version, monitoring_keys(model.package.lineage))
     verb = "promoted" if changed else "already promoted"
     ctx.console.print(f"{verb} v{version} in {state.path}" + (f" (was v{previous})" if changed and previous else ""))
     return PromoteResult(version, previous, changed, str(state.path))

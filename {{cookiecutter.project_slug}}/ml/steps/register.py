@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import tarfile
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from ml import lineage
 from ml.backends.base import ModelPackage
@@ -37,6 +40,28 @@ def build_lineage(ctx: Context, data: DataResult, trained: TrainResult) -> dict[
     }
 
 
+BASELINE_FILES = ("statistics", "constraints")
+
+
+def store_baseline(ctx: Context, model_uri: str) -> dict[str, str]:
+    """Store the model's monitoring baseline as artifacts of its own, before the package exists.
+
+    A Model Monitor schedule reads these two files from S3; putting them first means no
+    registered version ever names a baseline that is not there.
+    """
+    stored: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        tarball = ctx.backends.artifacts.get(model_uri, Path(scratch) / "model.tar.gz")
+        with tarfile.open(tarball) as archive:
+            for name in BASELINE_FILES:
+                member = f"baseline/{name}.json"
+                if member not in archive.getnames():
+                    return {}  # a model from before baselines: nothing to monitor against
+                archive.extract(member, scratch, filter="data")
+                stored[f"baseline_{name}"] = ctx.backends.artifacts.put(Path(scratch) / member)
+    return stored
+
+
 def run(ctx: Context, data: DataResult, trained: TrainResult, evaluation: EvaluationResult) -> RegisterResult:
     registry = ctx.backends.registry
     version = registry.register(
@@ -46,7 +71,7 @@ def run(ctx: Context, data: DataResult, trained: TrainResult, evaluation: Evalua
             fingerprint=trained.fingerprint,
             approval_status="Approved" if evaluation.passed else "Rejected",
             metrics=evaluation.metrics,
-            lineage=build_lineage(ctx, data, trained),
+            lineage={**build_lineage(ctx, data, trained), **store_baseline(ctx, trained.model_uri)},
         )
     )
     result = RegisterResult(version.version, version.package.approval_status, registry.group)

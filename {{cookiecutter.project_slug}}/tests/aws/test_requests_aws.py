@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from ml import schema
 from ml.__main__ import main
@@ -78,3 +79,20 @@ def test_an_unchanged_rerun_reuses_the_registered_model(trained: Account) -> Non
     assert main(["train"]) == 0
     assert len(aws.emulator.requests["training"]) == 1
     assert len(packages(aws)) == 1
+
+
+def test_the_baseline_is_stored_first_and_promoted_with_the_version(trained: Account) -> None:
+    aws = trained
+    (package,) = packages(aws)
+    properties = package["CustomerMetadataProperties"]
+    quality = package["DriftCheckBaselines"]["ModelDataQuality"]
+    s3 = aws.client("s3")
+    for name in ("statistics", "constraints"):
+        uri = properties[f"baseline_{name}"]
+        assert quality[name.capitalize()]["S3Uri"] == uri
+        bucket, key = uri[5:].split("/", 1)
+        assert json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["version"] == 0.0
+    config = yaml.safe_load((aws.stack_dir / "Pulumi.dev.yaml").read_text())["config"]
+    prefix = CONFIG.project.resource_prefix
+    assert config[f"{prefix}:monitoring_baseline_constraints"] == properties["baseline_constraints"]
+    assert config[f"{prefix}:monitoring_baseline_statistics"] == properties["baseline_statistics"]

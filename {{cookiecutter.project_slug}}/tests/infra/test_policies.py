@@ -13,12 +13,18 @@ from infra import policies
 from infra.mocks import Captured, StackRun, run_stack
 
 Mutation = Callable[[list[Captured]], list[Captured]]
+DRIFT = {
+    "data_capture_percent": 20,
+    "monitoring_baseline_statistics": "s3://tc-dev-artifacts/sha256/1/statistics.json",
+    "monitoring_baseline_constraints": "s3://tc-dev-artifacts/sha256/2/constraints.json",
+    "github_dispatch_token": "test-token",
+}
 
 
 @pytest.fixture(scope="module")
 def compliant() -> StackRun:
     # prod with a promoted model declares every kind of resource the policies inspect.
-    run = run_stack("prod", {"model_version": 3, "endpoint_type": "real-time", "instance_count": 2})
+    run = run_stack("prod", {"model_version": 3, "endpoint_type": "real-time", "instance_count": 2, **DRIFT})
     assert not any(policies.evaluate(run.resources, run.settings).values())
     return run
 
@@ -105,6 +111,10 @@ BAD_FIXTURES = {
     ),
     "prod-capacity": change(
         policies.ENDPOINT_CONFIG, lambda inputs: inputs["productionVariants"][0].update(initialInstanceCount=1)
+    ),
+    "monitoring-encrypted": change(
+        "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition",
+        lambda inputs: inputs["jobResources"]["clusterConfig"].pop("volumeKmsKeyId"),
     ),
     "no-access-keys": add(Captured("aws:iam/accessKey:AccessKey", "ci-key", "ci-key", {"user": "ci"}, "urn", True)),
 }
