@@ -14,6 +14,7 @@ from typing import Any
 
 from infra.mocks import Captured
 from infra.settings import StackSettings
+from ml.names import github_environment
 
 BUCKET = "aws:s3/bucket:Bucket"
 ROLE = "aws:iam/role:Role"
@@ -165,8 +166,6 @@ def no_wildcard_iam(resources: Resources, _: StackSettings) -> list[str]:
 
 
 def oidc_trust_pinned(resources: Resources, settings: StackSettings) -> list[str]:
-    from ml.names import github_environment
-
     expected_sub = f"repo:{settings.project.github_repository}:environment:{github_environment(settings.stack)}"
     violations = []
     for role in _of(resources, ROLE):

@@ -15,7 +15,7 @@ from rich.table import Table
 from ml import pipeline, promotion, schema
 from ml.backends import stack_file
 from ml.context import Context, make_context
-from ml.errors import PipelineError
+from ml.errors import GateRejectedError, PipelineError
 from ml.steps import data as data_step
 from ml.steps import deploy as deploy_step
 from ml.steps import evaluate as evaluate_step
@@ -38,7 +38,7 @@ def cmd_pipeline(ctx: Context, args: argparse.Namespace) -> int:
         pipeline.run(ctx, summary)
         summary.status = "succeeded"
     except PipelineError as exc:
-        summary.status = "rejected" if exc.exit_code == 3 else "failed"
+        summary.status = "rejected" if isinstance(exc, GateRejectedError) else "failed"
         summary.error = str(exc)
         code = exc.exit_code
     summary.write(ctx.config.state_dir)

@@ -100,14 +100,34 @@ def read_capture(root: Path, features: list[str]) -> Capture:
     return capture
 
 
-def _number(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return math.nan  # present, but not a number
-    return number
+@dataclass(frozen=True)
+class Column:
+    """One feature across the captured rows, as the checks and the plots read it."""
+
+    present: int  # rows that carry the feature at all
+    not_numbers: int  # values present that are not numbers
+    values: list[float]  # the numeric values
+
+
+def column(rows: list[dict[str, Any]], name: str) -> Column:
+    present, not_numbers, values = 0, 0, []
+    for row in rows:
+        if name not in row:
+            continue
+        present += 1
+        value = row[name]
+        if value is None or value == "":
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            not_numbers += 1
+            continue
+        if math.isnan(number):
+            not_numbers += 1
+        else:
+            values.append(number)
+    return Column(present, not_numbers, values)
 
 
 def psi(expected: list[float], actual: list[float]) -> float:
@@ -139,22 +159,20 @@ def check(
     judged = len(rows) >= min_rows
     for constraint in constraints["features"]:
         name = constraint["name"]
-        present = [row[name] for row in rows if name in row]
-        if rows and not present:
+        parsed = column(rows, name)
+        if rows and not parsed.present:
             violations.append(Violation(name, "missing_column_check", f"no captured request has column {name}"))
             continue
-        numbers = [_number(value) for value in present]
-        not_numbers = sum(1 for n in numbers if n is not None and math.isnan(n))
-        if not_numbers:
+        if parsed.not_numbers:
             violations.append(
                 Violation(
                     name,
                     "data_type_check",
                     f"Data type match requirement is not met: expected Fractional, "
-                    f"{not_numbers} of {len(present)} values are not numbers",
+                    f"{parsed.not_numbers} of {parsed.present} values are not numbers",
                 )
             )
-        valid = [n for n in numbers if n is not None and not math.isnan(n)]
+        valid = parsed.values
         completeness = len(valid) / len(rows) if rows else 1.0
         if completeness < constraint.get("completeness", 1.0):
             violations.append(

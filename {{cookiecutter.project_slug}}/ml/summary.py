@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ml import atomic
+from ml.errors import GateRejectedError
 
 T = TypeVar("T")
 STATUS_STYLE = {
@@ -53,7 +54,7 @@ class Summary:
         try:
             result = action()
         except Exception as exc:
-            status = "rejected" if type(exc).__name__ == "GateRejectedError" else "failed"
+            status = "rejected" if isinstance(exc, GateRejectedError) else "failed"
             self.steps.append(StepRecord(name, status, time.perf_counter() - started, str(exc).splitlines()[0]))
             raise
         self.steps.append(StepRecord(name, "ok", time.perf_counter() - started, detail(result)))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ml import atomic, monitor, schema
+from ml.backends.base import ArtifactStore
 from ml.context import Context
 from ml.errors import PipelineError
 
@@ -28,19 +29,32 @@ class MonitorReport:
         return self.report_dir / "constraint_violations.json"
 
 
+BASELINE_FILES = ("statistics", "constraints")
+
+
+def extract_baseline(artifacts: ArtifactStore, model_uri: str, directory: Path) -> dict[str, Path]:
+    """The baseline files train.py packed into model.tar.gz, unpacked into directory.
+
+    Empty for a model from before baselines. The register step stores them as artifacts of their
+    own; the monitor reads them.
+    """
+    tarball = artifacts.get(model_uri, directory / "model.tar.gz")
+    with tarfile.open(tarball) as archive:
+        members = {name: f"baseline/{name}.json" for name in BASELINE_FILES}
+        if not set(members.values()) <= set(archive.getnames()):
+            return {}
+        for member in members.values():
+            archive.extract(member, directory, filter="data")
+    return {name: directory / member for name, member in members.items()}
+
+
 def baseline_of(ctx: Context, version: int) -> tuple[dict[str, Any], dict[str, Any]]:
     model = ctx.backends.registry.get(version)
     with tempfile.TemporaryDirectory() as scratch:
-        tarball = ctx.backends.artifacts.get(model.package.model_uri, Path(scratch) / "model.tar.gz")
-        with tarfile.open(tarball) as archive:
-            try:
-                statistics = json.load(archive.extractfile("baseline/statistics.json"))  # type: ignore[arg-type]
-                constraints = json.load(archive.extractfile("baseline/constraints.json"))  # type: ignore[arg-type]
-            except KeyError:
-                raise PipelineError(
-                    f"model v{version} carries no monitoring baseline (it predates baselines); retrain it"
-                ) from None
-    return statistics, constraints
+        files = extract_baseline(ctx.backends.artifacts, model.package.model_uri, Path(scratch))
+        if not files:
+            raise PipelineError(f"model v{version} carries no monitoring baseline (it predates baselines); retrain it")
+        return json.loads(files["statistics"].read_text()), json.loads(files["constraints"].read_text())
 
 
 def run(ctx: Context) -> MonitorReport:
@@ -82,7 +96,7 @@ def write_report(
     plots_dir.mkdir()
     stats = {f["name"]: f for f in statistics["features"]}
     for name in shown:
-        live = [float(row[name]) for row in capture.rows if name in row and _is_number(row[name])]
+        live = monitor.column(capture.rows, name).values
         plots.drift(name, stats[name], live, result.psi.get(name), threshold, plots_dir / f"{name}.png")
     if ranked:
         plots.psi_bars(ranked, threshold, plots_dir / "psi.png")
@@ -106,11 +120,3 @@ def write_report(
     if result.malformed:
         lines += ["", "## Malformed capture lines (skipped)", ""] + [f"- {item}" for item in result.malformed[:50]]
     atomic.write_text(report_dir / "report.md", "\n".join(lines) + "\n")
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from ml.errors import GateRejectedError
 from ml.gate import Check, GateDecision
 from ml.steps.data import DataResult
 from ml.steps.evaluate import EvaluationResult
+from ml.steps.monitor import extract_baseline
 from ml.steps.train import TrainResult
 
 
@@ -40,26 +40,15 @@ def build_lineage(ctx: Context, data: DataResult, trained: TrainResult) -> dict[
     }
 
 
-BASELINE_FILES = ("statistics", "constraints")
-
-
 def store_baseline(ctx: Context, model_uri: str) -> dict[str, str]:
     """Store the model's monitoring baseline as artifacts of its own, before the package exists.
 
     A Model Monitor schedule reads these two files from S3; putting them first means no
     registered version ever names a baseline that is not there.
     """
-    stored: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        tarball = ctx.backends.artifacts.get(model_uri, Path(scratch) / "model.tar.gz")
-        with tarfile.open(tarball) as archive:
-            for name in BASELINE_FILES:
-                member = f"baseline/{name}.json"
-                if member not in archive.getnames():
-                    return {}  # a model from before baselines: nothing to monitor against
-                archive.extract(member, scratch, filter="data")
-                stored[f"baseline_{name}"] = ctx.backends.artifacts.put(Path(scratch) / member)
-    return stored
+        files = extract_baseline(ctx.backends.artifacts, model_uri, Path(scratch))
+        return {f"baseline_{name}": ctx.backends.artifacts.put(path) for name, path in files.items()}
 
 
 def run(ctx: Context, data: DataResult, trained: TrainResult, evaluation: EvaluationResult) -> RegisterResult:

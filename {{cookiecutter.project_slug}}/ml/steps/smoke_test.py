@@ -38,13 +38,13 @@ def _predictions(payload: bytes, expected: int) -> list[dict[str, Any]]:
     return predictions
 
 
-def load_sample(ctx: Context, data: DataResult, limit: int | None = -1) -> list[dict[str, str]]:
-    """Rows of the test split: the first smoke_test_rows by default, all with limit=None."""
+def load_sample(ctx: Context, data: DataResult, limit: int | None) -> list[dict[str, str]]:
+    """The first limit rows of the test split (all of them with limit=None)."""
     with tempfile.TemporaryDirectory() as scratch:
         path = ctx.backends.artifacts.get(data.test_uri, Path(scratch) / "test.csv")
         with path.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
-    return rows if limit is None else rows[: ctx.config.serve.smoke_test_rows if limit == -1 else limit]
+    return rows if limit is None else rows[:limit]
 
 
 def run(ctx: Context, data: DataResult) -> SmokeResult:
@@ -55,7 +55,7 @@ def run(ctx: Context, data: DataResult) -> SmokeResult:
         raise EndpointError(f"smoke test: endpoint {endpoint.name} is not serving; run `make deploy`")
     if status.version != desired:
         raise EndpointError(f"smoke test: endpoint serves v{status.version} but the desired state says v{desired}")
-    sample = load_sample(ctx, data)
+    sample = load_sample(ctx, data, ctx.config.serve.smoke_test_rows)
     lines = [",".join(row[name] for name in schema.FEATURES) for row in sample]
     accept = "application/json"
 

@@ -50,12 +50,8 @@ def test_every_resource_is_parented_by_a_component() -> None:
             run_stack("staging", {"model_version": 2}).resources, run_bootstrap()[0]]  # fmt: skip
     for resources in runs:
         for resource in resources:
-            if (
-                resource.type.startswith(("aws:", "pulumi:pulumi:StackReference"))
-                and ":providers:" not in resource.type
-            ):
-                if resource.type == "pulumi:pulumi:StackReference":
-                    continue
+            # Every AWS resource; the provider ("pulumi:providers:aws") and stack references are not children.
+            if resource.type.startswith("aws:"):
                 assert resource.parent_types[-1].startswith("mlops:"), resource.urn
 
 
