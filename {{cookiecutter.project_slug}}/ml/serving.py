@@ -18,6 +18,7 @@ import sys
 import tarfile
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,12 +39,33 @@ class DataCapture:
     so the monitor reads local and captured-in-AWS data the same way.
     """
 
-    def __init__(self, root: Path, endpoint: str, variant: str = "AllTraffic") -> None:
+    def __init__(
+        self,
+        root: Path,
+        endpoint: str,
+        variant: str = "AllTraffic",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._root = root / endpoint / variant
         self._lock = threading.Lock()
+        self._file: Path | None = None
+        self._clock = clock
+
+    def _file_for(self, now: datetime) -> Path:
+        """This process's file for the hour of `now`, named as SageMaker names them: mm-ss-mmm-<uuid>.
+
+        Names start with the time of their first record, so sorting the paths sorts the records
+        by time even when several server processes (one per deployed version) wrote in one hour.
+        A file someone deleted (`make drift-demo` clears the capture) is started afresh, not revived.
+        """
+        directory = self._root / now.strftime("%Y/%m/%d/%H")
+        if self._file is None or self._file.parent != directory or not self._file.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            self._file = directory / f"{now:%M-%S}-{now.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
+        return self._file
 
     def record(self, body: bytes, content_type: str, payload: bytes, mime: str) -> None:
-        now = datetime.now(UTC)
+        now = self._clock()
 
         def side(data: bytes, observed: str, mode: str) -> dict[str, str]:
             kind = observed.split(";")[0].strip().lower()
@@ -61,11 +83,8 @@ class DataCapture:
                 "eventVersion": "0",
             }
         )
-        directory = self._root / now.strftime("%Y/%m/%d/%H")
-        with self._lock:
-            directory.mkdir(parents=True, exist_ok=True)
-            with (directory / f"capture-{os.getpid()}.jsonl").open("a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+        with self._lock, self._file_for(now).open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
 
 
 def load_program(model_dir: Path) -> ModuleType:
