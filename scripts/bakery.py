@@ -6,6 +6,7 @@ Defaults come from cookiecutter.json through cookiecutter's own rendering, never
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from cookiecutter.main import cookiecutter
 from cookiecutter.prompt import prompt_for_config
 
 TEMPLATE = Path(__file__).resolve().parents[1]
+# `${{ ... }}` is a GitHub Actions expression the workflows need; any other `{{` or `{%` is a leftover.
+JINJA = re.compile(r"(?<!\$){{|{%")
 
 
 def default_answers(**overrides: Any) -> dict[str, Any]:
@@ -40,6 +43,17 @@ class Baked:
         return sorted(
             p for p in self.path.rglob("*") if p.is_file() and not skip.intersection(p.relative_to(self.path).parts)
         )
+
+    def relative_files(self) -> set[str]:
+        return {path.relative_to(self.path).as_posix() for path in self.files()}
+
+    def leftover_jinja(self) -> list[str]:
+        """Text files still holding template syntax (PNG bytes may spell anything, so binaries are skipped)."""
+        return [
+            path.relative_to(self.path).as_posix()
+            for path in self.files()
+            if b"\0" not in (data := path.read_bytes()) and JINJA.search(data.decode("utf-8", errors="replace"))
+        ]
 
     def run(
         self, *command: str, env: dict[str, str] | None = None, timeout: float = 1800

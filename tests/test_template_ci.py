@@ -19,7 +19,7 @@ def test_template_ci_runs_the_tests_on_pull_requests_and_pushes() -> None:
     assert set(triggers) == {"pull_request", "push"} and triggers["push"]["branches"] == ["main"]
     assert workflow["permissions"] == {}
     runs = {job: [s["run"] for s in spec["steps"] if "run" in s] for job, spec in workflow["jobs"].items()}
-    assert runs == {"test": ["make test"], "workflows": ["make lint-workflows"]}
+    assert runs == {"test": ["make test-all"], "workflows": ["make lint-workflows"]}
     for spec in workflow["jobs"].values():
         assert spec["permissions"] == {"contents": "read"}
         for step in spec["steps"]:

@@ -1,0 +1,83 @@
+"""The bake matrix: every combination of the choice answers cookiecutter.json offers.
+
+A choice is an answer whose value in cookiecutter.json is a list; its first item is the
+default. Adding a choice or an option there adds its combinations to the matrix, with no
+list to keep in step by hand. `python -m scripts.matrix` prints the combinations, and
+`python -m scripts.matrix --manifest` prints the file set a baked project must have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.bakery import TEMPLATE, bake
+
+MANIFEST = TEMPLATE / "tests" / "baked_files.txt"
+
+
+def choices() -> dict[str, list[str]]:
+    spec = json.loads((TEMPLATE / "cookiecutter.json").read_text(encoding="utf-8"))
+    return {key: value for key, value in spec.items() if isinstance(value, list) and not key.startswith("_")}
+
+
+@dataclass(frozen=True)
+class Combination:
+    answers: tuple[tuple[str, str], ...]
+    is_default: bool
+
+    @property
+    def id(self) -> str:
+        # `:` and `+` are legal in `pytest -k` expressions, so one combination can be picked by its id.
+        return "+".join(f"{key}:{value}" for key, value in self.answers)
+
+    def as_answers(self) -> dict[str, str]:
+        return dict(self.answers)
+
+
+def combinations() -> list[Combination]:
+    options = choices()
+    keys = list(options)
+    return [
+        Combination(
+            answers=tuple(zip(keys, values, strict=True)),
+            is_default=all(value == options[key][0] for key, value in zip(keys, values, strict=True)),
+        )
+        for values in itertools.product(*options.values())
+    ]
+
+
+def expected_files() -> set[str]:
+    """The files every combination must produce: one checked-in list, one path per line."""
+    lines = MANIFEST.read_text(encoding="utf-8").splitlines()
+    return {line for line in lines if line and not line.startswith("#")}
+
+
+def write_manifest() -> set[str]:
+    """Re-record the manifest from a default bake (`make manifest`), after adding or removing a file."""
+    with tempfile.TemporaryDirectory() as scratch:
+        files = bake(Path(scratch)).relative_files()
+    header = (
+        "# Every file a freshly baked project holds, for every combination of answers.\n"
+        "# tests/test_matrix.py compares each bake with this list. Re-record it with `make manifest`.\n"
+    )
+    MANIFEST.write_text(header + "\n".join(sorted(files)) + "\n", encoding="utf-8")
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", action="store_true", help=f"re-record {MANIFEST.relative_to(TEMPLATE)}")
+    if parser.parse_args().manifest:
+        print(f"{len(write_manifest())} files recorded in {MANIFEST.relative_to(TEMPLATE)}")
+        return
+    for combination in combinations():
+        print(combination.id + ("  (default)" if combination.is_default else ""))
+
+
+if __name__ == "__main__":
+    main()

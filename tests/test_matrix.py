@@ -1,0 +1,125 @@
+"""Every combination of cookiecutter.json's choices bakes a project that passes its own checks.
+
+The combinations come from cookiecutter.json (scripts/matrix.py), so a new choice joins the
+matrix by itself. `make test` runs every check on every combination, and each project's whole
+`make test` on the default one; `make test-all` runs each project's whole `make test`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from cookiecutter.exceptions import FailedHookException
+
+from scripts.bakery import TEMPLATE, Baked, bake
+from scripts.matrix import MANIFEST, Combination, choices, combinations, expected_files
+
+MATRIX = combinations()
+
+
+def matrix_params(*, whole_suite: bool = False) -> list[object]:
+    """One param per combination. Grouped per combination, so under xdist each is baked on one worker."""
+    params = []
+    for combination in MATRIX:
+        marks = [pytest.mark.xdist_group(combination.id)]
+        if whole_suite and not combination.is_default:
+            marks.append(pytest.mark.full_matrix)
+        params.append(pytest.param(combination, id=combination.id, marks=marks))
+    return params
+
+
+@pytest.fixture(scope="session")
+def shared_environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One virtualenv and one mypy cache for every project a worker bakes.
+
+    The combinations share a uv.lock and their Python is byte-identical (tests/test_bake.py), so
+    one environment serves all. mypy keys its cache on content hashes: the first project pays for
+    checking pulumi-aws and the sagemaker SDK, the others re-check only what differs.
+    """
+    base = tmp_path_factory.mktemp("shared-environment")
+    return {
+        "UV": os.environ.get("UV", "uv"),
+        "UV_PROJECT_ENVIRONMENT": str(base / "venv"),
+        "MYPY_CACHE_DIR": str(base / "mypy"),
+    }
+
+
+@pytest.fixture(scope="session")
+def matrix_project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Baked:
+    combination: Combination = request.param
+    try:
+        return bake(tmp_path_factory.mktemp("matrix"), **combination.as_answers())
+    except FailedHookException:
+        # A choice cookiecutter.json offers must bake; refusing one needs the choice removed too.
+        pytest.fail(f"the pre-generation hook rejects {combination.id}, which cookiecutter.json offers")
+
+
+def test_the_matrix_is_every_combination_of_every_choice() -> None:
+    options = choices()
+    assert len(MATRIX) == math.prod(len(values) for values in options.values())
+    assert len({combination.id for combination in MATRIX}) == len(MATRIX)
+    assert [combination.is_default for combination in MATRIX].count(True) == 1
+    for key, values in options.items():
+        assert {combination.as_answers()[key] for combination in MATRIX} == set(values)
+        assert all(f"{key}:" in combination.id for combination in MATRIX)
+
+
+@pytest.mark.parametrize("matrix_project", matrix_params(), indirect=True)
+def test_no_template_syntax_is_left_in_any_file(matrix_project: Baked) -> None:
+    assert matrix_project.leftover_jinja() == []
+
+
+@pytest.mark.parametrize("matrix_project", matrix_params(), indirect=True)
+def test_python_renders_unchanged(matrix_project: Baked) -> None:
+    # Keep Jinja out of code: ruff and mypy on the template see what users get, and every
+    # combination can share one environment and one mypy cache.
+    source = TEMPLATE / "{{cookiecutter.project_slug}}"
+    for path in matrix_project.files():
+        if path.suffix == ".py":
+            relative = path.relative_to(matrix_project.path)
+            assert path.read_bytes() == (source / relative).read_bytes(), relative
+
+
+@pytest.mark.parametrize("matrix_project", matrix_params(), indirect=True)
+def test_the_project_has_exactly_the_expected_files(matrix_project: Baked) -> None:
+    # Also catches what a maintainer's tree leaks into the template: caches, node_modules, editor files.
+    actual, expected = matrix_project.relative_files(), expected_files()
+    fix = f"if the change is intended, re-record {MANIFEST.name} with `make manifest`"
+    assert actual - expected == set(), f"unexpected files; {fix}"
+    assert expected - actual == set(), f"missing files; {fix}"
+
+
+@pytest.mark.parametrize("matrix_project", matrix_params(), indirect=True)
+def test_the_answers_shape_the_stack_files(matrix_project: Baked) -> None:
+    prefix = matrix_project.answers["__resource_prefix"]
+    for env in ("staging", "prod"):
+        config = yaml.safe_load(matrix_project.read(f"infra/Pulumi.{env}.yaml"))["config"]
+        assert config[f"{prefix}:endpoint_type"] == matrix_project.answers[f"{env}_endpoint_type"]
+    assert matrix_project.read(".python-version").strip() == matrix_project.answers["python_version"]
+
+
+@pytest.mark.parametrize("matrix_project", matrix_params(), indirect=True)
+def test_ruff_mypy_zizmor_and_the_infra_tests_pass(matrix_project: Baked, shared_environment: dict[str, str]) -> None:
+    # The answers reach the stack files only, and tests/infra is what reads them: the part of each
+    # project's suite that differs between combinations, so `make test` runs it on every one.
+    output = matrix_project.run_check(
+        "make", "lint", "typecheck", "lint-workflows", "infra-test", env=shared_environment
+    )
+    assert "Success: no issues found" in output
+    assert "No findings to report" in output
+    assert "actionlint: 0 finding(s)" in output
+    assert re.search(r"\d+ passed", output)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("matrix_project", matrix_params(whole_suite=True), indirect=True)
+def test_the_project_passes_its_own_make_test(matrix_project: Baked, shared_environment: dict[str, str]) -> None:
+    output = matrix_project.run_check("make", "test", env=shared_environment)
+    assert re.search(r"\d+ passed", output)
+    assert "failed" not in output.splitlines()[-1]
+    assert not Path(matrix_project.path, ".venv").exists(), "the shared environment was not used"
