@@ -9,11 +9,16 @@ list to keep in step by hand. `python -m scripts.matrix` prints the combinations
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import tempfile
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
 
 from scripts.bakery import TEMPLATE, bake
 
@@ -67,6 +72,45 @@ def write_manifest() -> set[str]:
     )
     MANIFEST.write_text(header + "\n".join(sorted(files)) + "\n", encoding="utf-8")
     return files
+
+
+@dataclass
+class MatrixTimes:
+    """Seconds per combination, summed over its tests' setup (the bake), call and teardown.
+
+    Under xdist both workers run at once, so the sums add up to more than the wall time.
+    """
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, nodeid: str, duration: float) -> None:
+        path, _, name = nodeid.partition("::")
+        if Path(path).name == "test_matrix.py" and name.endswith("]"):
+            self.seconds[name[name.index("[") + 1 : -1]] += duration
+
+    def slowest(self) -> str:
+        return max(self.seconds, key=self.seconds.__getitem__)
+
+    def render(self, wall: float) -> list[str]:
+        table = Table(title=f"bake matrix: seconds per combination (suite wall time {wall:.0f} s)")
+        table.add_column("combination")
+        table.add_column("seconds", justify="right")
+        for combination, seconds in sorted(self.seconds.items(), key=lambda item: -item[1]):
+            table.add_row(combination + ("  (slowest)" if combination == self.slowest() else ""), f"{seconds:.1f}")
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(table)
+        return console.export_text().splitlines()
+
+    def write(self, path: Path, *, selection: str, exit_status: int, wall: float) -> None:
+        record = {
+            "selection": selection,
+            "exit_status": exit_status,
+            "wall_seconds": round(wall, 1),
+            "slowest": self.slowest(),
+            "combinations": {key: round(value, 1) for key, value in self.seconds.items()},
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def main() -> None:

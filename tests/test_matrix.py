@@ -7,6 +7,7 @@ matrix by itself. `make test` runs every check on every combination, and each pr
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -17,7 +18,7 @@ import yaml
 from cookiecutter.exceptions import FailedHookException
 
 from scripts.bakery import TEMPLATE, Baked, bake
-from scripts.matrix import MANIFEST, Combination, choices, combinations, expected_files
+from scripts.matrix import MANIFEST, Combination, MatrixTimes, choices, combinations, expected_files
 
 MATRIX = combinations()
 
@@ -67,6 +68,27 @@ def test_the_matrix_is_every_combination_of_every_choice() -> None:
     for key, values in options.items():
         assert {combination.as_answers()[key] for combination in MATRIX} == set(values)
         assert all(f"{key}:" in combination.id for combination in MATRIX)
+
+
+def test_times_are_summed_per_combination_and_the_slowest_is_named(tmp_path: Path) -> None:
+    times = MatrixTimes()
+    fast, slow = MATRIX[0].id, MATRIX[-1].id
+    for phase_seconds, combination in ((1.0, fast), (2.0, fast), (4.0, slow), (0.5, slow)):
+        times.add(f"tests/test_matrix.py::test_x[{combination}]", phase_seconds)
+    times.add("tests/test_hooks.py::test_y[slug-spaces]", 99.0)  # not a combination
+    times.add("tests/test_matrix.py::test_the_matrix_is_every_combination_of_every_choice", 99.0)
+    assert dict(times.seconds) == {fast: 3.0, slow: 4.5}
+    lines = times.render(wall=5.0)
+    assert any(slow in line and "(slowest)" in line and "4.5" in line for line in lines)
+    times.write(tmp_path / "build" / "times.json", selection="-m 'not full_matrix'", exit_status=0, wall=5.04)
+    written = json.loads((tmp_path / "build" / "times.json").read_text())
+    assert written == {
+        "selection": "-m 'not full_matrix'",
+        "exit_status": 0,
+        "wall_seconds": 5.0,
+        "slowest": slow,
+        "combinations": {fast: 3.0, slow: 4.5},
+    }
 
 
 @pytest.mark.parametrize("matrix_project", matrix_params(), indirect=True)
