@@ -47,6 +47,14 @@ class Baked:
     def relative_files(self) -> set[str]:
         return {path.relative_to(self.path).as_posix() for path in self.files()}
 
+    def stack_config(self, env: str) -> dict[str, Any]:
+        """`config:` of infra/Pulumi.<env>.yaml, with the project's key prefix removed."""
+        import yaml
+
+        config = yaml.safe_load(self.read(f"infra/Pulumi.{env}.yaml"))["config"]
+        prefix = self.answers["__resource_prefix"]
+        return {key.removeprefix(f"{prefix}:"): value for key, value in config.items()}
+
     def leftover_jinja(self) -> list[str]:
         """Text files still holding template syntax (PNG bytes may spell anything, so binaries are skipped)."""
         return [

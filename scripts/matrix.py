@@ -3,7 +3,7 @@
 A choice is an answer whose value in cookiecutter.json is a list; its first item is the
 default. Adding a choice or an option there adds its combinations to the matrix, with no
 list to keep in step by hand. `python -m scripts.matrix` prints the combinations, and
-`python -m scripts.matrix --manifest` prints the file set a baked project must have.
+`python -m scripts.matrix --manifest` re-records the file set a baked project must have.
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ class MatrixTimes:
         table = Table(title=f"bake matrix: seconds per combination (suite wall time {wall:.0f} s)")
         table.add_column("combination")
         table.add_column("seconds", justify="right")
+        slowest = self.slowest()
         for combination, seconds in sorted(self.seconds.items(), key=lambda item: -item[1]):
-            table.add_row(combination + ("  (slowest)" if combination == self.slowest() else ""), f"{seconds:.1f}")
+            table.add_row(combination + ("  (slowest)" if combination == slowest else ""), f"{seconds:.1f}")
         console = Console(width=120, record=True, file=io.StringIO())
         console.print(table)
         return console.export_text().splitlines()

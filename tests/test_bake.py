@@ -34,26 +34,18 @@ def test_answers_land_in_the_one_config_file(bake_in: Bake) -> None:
     assert 'name = "churn-model"' in baked.read("uv.lock")
 
 
-def stack_config(baked: Baked, env: str) -> dict[str, object]:
-    import yaml
-
-    config = yaml.safe_load(baked.read(f"infra/Pulumi.{env}.yaml"))["config"]
-    prefix = baked.answers["__resource_prefix"]
-    return {key.removeprefix(f"{prefix}:"): value for key, value in config.items()}
-
-
 def test_default_endpoints_are_serverless_in_staging_and_real_time_in_prod(default_project: Baked) -> None:
-    staging, prod = stack_config(default_project, "staging"), stack_config(default_project, "prod")
+    staging, prod = default_project.stack_config("staging"), default_project.stack_config("prod")
     assert staging["endpoint_type"] == "serverless"
     assert prod["endpoint_type"] == "real-time"
     assert prod["instance_count"] == 2
     assert staging["model_version"] == prod["model_version"] == ""
-    assert stack_config(default_project, "dev")["aws:region"] == default_project.answers["aws_region"]
+    assert default_project.stack_config("dev")["aws:region"] == default_project.answers["aws_region"]
 
 
 def test_endpoint_type_answers_shape_the_stack_files(bake_in: Bake) -> None:
     baked = bake_in(staging_endpoint_type="real-time", prod_endpoint_type="serverless")
-    staging, prod = stack_config(baked, "staging"), stack_config(baked, "prod")
+    staging, prod = baked.stack_config("staging"), baked.stack_config("prod")
     assert staging["endpoint_type"] == "real-time" and "instance_type" in staging
     assert prod["endpoint_type"] == "serverless" and "serverless_memory_mb" in prod
     # Serverless endpoints cannot capture data, so the prod file must not ask for it.

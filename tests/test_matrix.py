@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from cookiecutter.exceptions import FailedHookException
 
 from scripts.bakery import TEMPLATE, Baked, bake
@@ -38,7 +37,7 @@ def matrix_params(*, whole_suite: bool = False) -> list[object]:
 def shared_environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One virtualenv and one mypy cache for every project a worker bakes.
 
-    The combinations share a uv.lock and their Python is byte-identical (tests/test_bake.py), so
+    The combinations share a uv.lock and their Python is byte-identical (test_python_renders_unchanged), so
     one environment serves all. mypy keys its cache on content hashes: the first project pays for
     checking pulumi-aws and the sagemaker SDK, the others re-check only what differs.
     """
@@ -118,10 +117,8 @@ def test_the_project_has_exactly_the_expected_files(matrix_project: Baked) -> No
 
 @pytest.mark.parametrize("matrix_project", matrix_params(), indirect=True)
 def test_the_answers_shape_the_stack_files(matrix_project: Baked) -> None:
-    prefix = matrix_project.answers["__resource_prefix"]
     for env in ("staging", "prod"):
-        config = yaml.safe_load(matrix_project.read(f"infra/Pulumi.{env}.yaml"))["config"]
-        assert config[f"{prefix}:endpoint_type"] == matrix_project.answers[f"{env}_endpoint_type"]
+        assert matrix_project.stack_config(env)["endpoint_type"] == matrix_project.answers[f"{env}_endpoint_type"]
     assert matrix_project.read(".python-version").strip() == matrix_project.answers["python_version"]
 
 
