@@ -45,7 +45,7 @@ class FrameworkSection(_Section):
 
 
 class DataSection(_Section):
-    source: str = "builtin:breast_cancer"
+    source: str = "data/breast_cancer.csv"
     test_fraction: Fraction = 0.25
     seed: int = 42
 

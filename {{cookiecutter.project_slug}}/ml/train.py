@@ -33,6 +33,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_depth", type=int, default=0, help="0 means unlimited")
     parser.add_argument("--min_samples_leaf", type=int, default=1)
     parser.add_argument("--random_state", type=int, default=42)
+    # SageMaker sets SM_NUM_CPUS to the instance's cores, the local runner to this machine's. A forest
+    # with a fixed random_state is the same model however many jobs fit it, so this is not a parameter
+    # of the model (nor of its fingerprint), only of how fast it trains.
+    parser.add_argument("--n_jobs", type=int, default=int(os.environ.get("SM_NUM_CPUS", "1")))
     parser.add_argument("--label", default="malignant")
     parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "model"))
     parser.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN", "data/train"))
@@ -64,7 +68,7 @@ def train(args: argparse.Namespace) -> Trained:
         max_depth=args.max_depth or None,
         min_samples_leaf=args.min_samples_leaf,
         random_state=args.random_state,
-        n_jobs=1,  # deterministic and fair on small instances; raise for large data
+        n_jobs=args.n_jobs,
     )
     model.fit(frame[features], frame[args.label].astype(int))
     print(f"trained {model.__class__.__name__} on {len(frame)} rows, {len(features)} features")
@@ -145,6 +149,8 @@ def save_model(trained: Trained, label: str, model_dir: Path) -> None:
     monitoring baseline goes into model_dir/baseline, so every model carries its own.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
+    # Serving answers one small request at a time: a thread pool per prediction only adds latency.
+    trained.model.set_params(n_jobs=None)
     joblib.dump(trained.model, model_dir / "model.joblib")
     metadata = {"features": trained.features, "label": label, "scikit_learn": sklearn.__version__}
     (model_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))

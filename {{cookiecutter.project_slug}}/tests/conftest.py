@@ -29,8 +29,13 @@ def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_config(directory: Path, **sections: Any) -> Path:
-    """A copy of the project's mlops.toml with sections changed, e.g. train={"hyperparameters": {...}}."""
+    """A copy of the project's mlops.toml with sections changed, e.g. train={"hyperparameters": {...}}.
+
+    Paths in the copy stay relative to its own directory, as in the original; the data source,
+    unless a test sets its own, still names the project's data set.
+    """
     raw = tomllib.loads((PROJECT_ROOT / "mlops.toml").read_text())
+    raw["data"]["source"] = str((PROJECT_ROOT / raw["data"]["source"]).resolve())
     path = directory / "mlops.toml"
     path.write_text(tomli_w.dumps(merge(raw, sections)))
     return path

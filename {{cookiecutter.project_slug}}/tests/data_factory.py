@@ -6,11 +6,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml.steps.data import builtin_breast_cancer
+from ml.config import load_config
+
+
+def example_frame() -> pd.DataFrame:
+    """The data set mlops.toml names, as the data step reads it."""
+    config = load_config()
+    return pd.read_csv(config.root / config.data.source)
 
 
 def good_frame(rows: int = 120) -> pd.DataFrame:
-    frame = builtin_breast_cancer()
+    frame = example_frame()
     # Both labels, in a stable order, so the tests do not depend on sampling.
     halves = [frame[frame.malignant == label].head(rows // 2) for label in (1, 0)]
     return pd.concat(halves, ignore_index=True)

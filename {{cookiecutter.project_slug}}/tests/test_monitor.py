@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml import monitor, schema
-from ml.steps.data import builtin_breast_cancer
 from ml.steps.monitor import write_report
 from ml.train import baseline
+from tests.data_factory import example_frame
 
 FEATURES = list(schema.FEATURES)
-FRAME = builtin_breast_cancer()
+FRAME = example_frame()
 # The same kind of split the data step makes: the baseline from one part, live traffic from the other.
 TRAIN = FRAME.sample(frac=0.75, random_state=42)
 LIVE = FRAME.drop(TRAIN.index)

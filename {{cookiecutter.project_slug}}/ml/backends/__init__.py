@@ -13,6 +13,7 @@ from ml.backends.local_artifacts import LocalArtifactStore
 from ml.backends.local_endpoint import LocalEndpoint
 from ml.backends.local_jobs import LocalJobRunner
 from ml.backends.local_registry import LocalModelRegistry
+from ml.backends.warm import WarmStarts
 from ml.config import PROJECT_ROOT, Config
 
 
@@ -23,18 +24,21 @@ class Backends:
     jobs: JobRunner
     endpoint: Endpoint
     desired_state: DesiredState
+    # Interpreters started ahead of the processes this run will start (ml/backends/warm.py).
+    warm: WarmStarts
 
 
 def local_backends(config: Config) -> Backends:
     state = config.state_dir
     prefix = config.project.resource_prefix
     artifacts = LocalArtifactStore(state / "artifacts")
+    warm = WarmStarts()
     return Backends(
         artifacts=artifacts,
         registry=LocalModelRegistry(
             state / "registry.sqlite", names.model_package_group_name(prefix, "local"), artifacts
         ),
-        jobs=LocalJobRunner(state / "jobs", artifacts),
+        jobs=LocalJobRunner(state / "jobs", artifacts, warm),
         endpoint=LocalEndpoint(
             names.endpoint_name(prefix, "local"),
             state / "endpoint",
@@ -43,8 +47,10 @@ def local_backends(config: Config) -> Backends:
             port=config.serve.port,
             startup_timeout=config.serve.startup_timeout_seconds,
             project_root=PROJECT_ROOT,
+            warm=warm,
         ),
         desired_state=StackConfigFile(state / "desired-state" / "Pulumi.local.yaml", prefix),
+        warm=warm,
     )
 
 
@@ -95,6 +101,7 @@ def aws_backends(config: Config) -> Backends:
             capture_uri=f"s3://{outputs.artifacts_bucket}/data-capture/{endpoint_name}/",
         ),
         desired_state=stack_file(config, config.env),
+        warm=WarmStarts(),
     )
 
 

@@ -118,9 +118,17 @@ class JobRunner(Protocol):
 
     def process(self, spec: ProcessingSpec) -> ProcessingResult: ...
 
+    def prepare(self, source_files: tuple[Path, ...]) -> None:
+        """A hint that a job running these files comes next, so its start-up can overlap this step."""
+        ...
+
 
 class Endpoint(Protocol):
     name: str
+
+    def prepare(self) -> None:
+        """A hint that a deploy comes next, so the server's start-up can overlap this step."""
+        ...
 
     def deploy(self, version: ModelVersion) -> EndpointStatus:
         """Serve version; keep the previous one serving until the new one is healthy."""

@@ -2,6 +2,8 @@
 
 A new version starts beside the old one and takes over only once /ping answers, so a
 bad model never replaces a good one: the local rehearsal of a blue/green deployment.
+The server's interpreter can be started ahead (prepare()), importing what serving needs
+while evaluation runs; the deploy then only unpacks and loads the model.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,9 +21,10 @@ from pathlib import Path
 
 from ml import atomic
 from ml.backends.base import ArtifactStore, EndpointStatus, ModelVersion
+from ml.backends.warm import WarmInterpreter, WarmStarts, imports_of
 from ml.errors import EndpointError
 
-_POLL = 0.05
+_POLL = 0.01
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class LocalEndpoint:
         port: int = 0,
         startup_timeout: float = 60.0,
         project_root: Path | None = None,
+        warm: WarmStarts | None = None,
     ) -> None:
         self.name = name
         self.root = root
@@ -54,6 +57,23 @@ class LocalEndpoint:
         self._state = root / "endpoint.json"
         # Data capture, as a real-time endpoint with DataCaptureConfig writes it to S3.
         self.capture_dir = root / "data-capture"
+        self._warm = warm or WarmStarts()
+
+    def _server_env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(self._project_root), "SAGEMAKER_PROGRAM": "inference.py"}
+
+    def _interpreter(self) -> WarmInterpreter:
+        ml = self._project_root / "ml"
+        # What ml/serving.py and the model's inference.py import, and train.py's imports, which name
+        # the estimator's modules unpickling needs; not ml.serving itself, which runs as __main__
+        # (`python -m ml.serving`) once the deploy says which model to serve.
+        preload = imports_of([ml / "serving.py", ml / "inference.py", ml / "train.py"])
+        # Its own session: the server outlives `make deploy`, like a real endpoint.
+        return WarmInterpreter(preload, die_with_parent=False, new_session=True, env=self._server_env())
+
+    def prepare(self) -> None:
+        """Queue the server's interpreter; it imports while earlier steps run."""
+        self._warm.prepare("server", self._interpreter)
 
     def _url(self, port: int) -> str:
         return f"http://{self._host}:{port}"
@@ -86,17 +106,17 @@ class LocalEndpoint:
         tarball = self._artifacts.get(version.package.model_uri, workdir / "model.tar.gz")
         ready = workdir / "ready.json"
         log = workdir / "server.log"
-        with log.open("w") as handle:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "ml.serving", "--model", str(tarball), "--workdir", str(workdir),
-                 "--ready-file", str(ready), "--host", self._host, "--port", str(self._port),
-                 "--capture-dir", str(self.capture_dir), "--endpoint-name", self.name],
-                cwd=self._project_root,
-                env={**os.environ, "PYTHONPATH": str(self._project_root), "SAGEMAKER_PROGRAM": "inference.py"},
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # outlives `make deploy`, like a real endpoint
-            )  # fmt: skip
+        log.touch()
+        interpreter = self._warm.take("server", self._interpreter)
+        process = interpreter.run(
+            "ml.serving",
+            ["--model", str(tarball), "--workdir", str(workdir), "--ready-file", str(ready), "--host", self._host,
+             "--port", str(self._port), "--capture-dir", str(self.capture_dir), "--endpoint-name", self.name],
+            cwd=self._project_root,
+            env=self._server_env(),
+            log=log,
+            module=True,
+        )  # fmt: skip
         port = self._wait_ready(process, ready, log)
         previous = self._record()
         atomic.write_text(
@@ -127,12 +147,12 @@ class LocalEndpoint:
         )
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
-        current = self.status()
-        if current is None or not current.healthy:
+        record = self._record()
+        if record is None or not _alive(record.pid):
             raise EndpointError(f"endpoint {self.name} is not serving; run `make deploy` first")
         # Always http://<loopback>:<port>, built above; never a user-supplied scheme.
         request = urllib.request.Request(  # noqa: S310
-            f"{current.url}/invocations",
+            f"{self._url(record.port)}/invocations",
             data=body,
             method="POST",
             headers={"Content-Type": content_type, "Accept": accept},
@@ -143,6 +163,8 @@ class LocalEndpoint:
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip()
             raise EndpointError(f"endpoint {self.name} answered HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise EndpointError(f"endpoint {self.name} did not answer ({exc}); `make status` shows its health") from exc
 
     def capture(self, scratch: Path) -> Path:
         return self.capture_dir

@@ -4,6 +4,9 @@ A training job gets the directory layout and SM_* variables the SageMaker traini
 toolkit provides, hyperparameters as --name value arguments, and its model directory
 is packed into model.tar.gz. A processing job gets /opt/ml/processing-style input and
 output directories. So a script that runs here runs unchanged in the real container.
+
+Each job runs in its own interpreter (ml/backends/warm.py), started ahead when the pipeline
+says which job comes next, so its imports overlap with the step before.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ml.backends.base import (
@@ -24,15 +27,26 @@ from ml.backends.base import (
     TrainingResult,
     TrainingSpec,
 )
+from ml.backends.warm import WarmInterpreter, WarmStarts, imports_of
 from ml.errors import JobFailedError
 
 _LOG_TAIL = 20
 
 
 class LocalJobRunner:
-    def __init__(self, root: Path, artifacts: ArtifactStore) -> None:
+    def __init__(self, root: Path, artifacts: ArtifactStore, warm: WarmStarts | None = None) -> None:
         self.root = root
         self._artifacts = artifacts
+        self._warm = warm or WarmStarts()
+
+    @staticmethod
+    def _interpreter(source_files: tuple[Path, ...]) -> tuple[str, Callable[[], WarmInterpreter]]:
+        preload = imports_of(source_files)
+        return "job:" + ",".join(preload), lambda: WarmInterpreter(preload)
+
+    def prepare(self, source_files: tuple[Path, ...]) -> None:
+        """Queue the interpreter of a job that runs these files; it imports while earlier steps run."""
+        self._warm.prepare(*self._interpreter(source_files))
 
     def _prepare(self, job_name: str, source_files: tuple[Path, ...]) -> Path:
         job_dir = self.root / job_name
@@ -69,10 +83,11 @@ class LocalJobRunner:
             env[f"SM_CHANNEL_{channel.upper()}"] = str(channel_dir)
         (config_dir / "hyperparameters.json").write_text(json.dumps(spec.hyperparameters))
         arguments = [item for name, value in spec.hyperparameters.items() for item in (f"--{name}", value)]
-        seconds = self._run(spec.job_name, job_dir, spec.entry_point.name, arguments, env, spec.max_runtime_seconds)
+        seconds = self._run(spec, job_dir, arguments, env)
 
         tarball = output_dir / "model.tar.gz"
-        with tarfile.open(tarball, "w:gz") as archive:
+        # gzip's default level: level 9 (tarfile's default) takes ten times longer for a 1 % smaller file.
+        with tarfile.open(tarball, "w:gz", compresslevel=6) as archive:
             for item in sorted(model_dir.iterdir()):
                 archive.add(item, arcname=item.name)
         return TrainingResult(spec.job_name, self._artifacts.put(tarball), seconds)
@@ -86,7 +101,7 @@ class LocalJobRunner:
             (processing / "output" / name).mkdir(parents=True)
         # The container's default root is /opt/ml/processing; here it is the job directory.
         arguments = [*spec.arguments, "--root", str(processing)]
-        seconds = self._run(spec.job_name, job_dir, spec.entry_point.name, arguments, {}, spec.max_runtime_seconds)
+        seconds = self._run(spec, job_dir, arguments, {})
         outputs = {}
         for name in spec.outputs:
             files = sorted(p for p in (processing / "output" / name).rglob("*") if p.is_file())
@@ -97,38 +112,33 @@ class LocalJobRunner:
         return ProcessingResult(spec.job_name, outputs, seconds)
 
     def _run(
-        self,
-        job_name: str,
-        job_dir: Path,
-        script: str,
-        arguments: list[str],
-        env: dict[str, str],
-        max_runtime: int,
+        self, spec: TrainingSpec | ProcessingSpec, job_dir: Path, arguments: list[str], env: dict[str, str]
     ) -> float:
         log = job_dir / "job.log"
+        log.touch()
+        interpreter = self._warm.take(*self._interpreter(spec.source_files))
         started = time.perf_counter()
-        with log.open("w") as handle:
-            process = subprocess.Popen(
-                [sys.executable, script, *arguments],
-                cwd=job_dir / "code",
-                env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                code = process.wait(timeout=max_runtime)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                raise JobFailedError(
-                    f"job {job_name} Stopped: it ran past MaxRuntimeInSeconds={max_runtime}. "
-                    f"Raise [train].max_runtime_seconds in mlops.toml or make training faster. "
-                    f"Log: {log}"
-                ) from None
+        process = interpreter.run(
+            spec.entry_point.name,
+            arguments,
+            cwd=job_dir / "code",
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            log=log,
+        )
+        try:
+            code = process.wait(timeout=spec.max_runtime_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise JobFailedError(
+                f"job {spec.job_name} Stopped: it ran past MaxRuntimeInSeconds={spec.max_runtime_seconds}. "
+                f"Raise [train].max_runtime_seconds in mlops.toml or make training faster. "
+                f"Log: {log}"
+            ) from None
         if code != 0:
             failure = job_dir / "output" / "failure"
             reason = failure.read_text().strip() if failure.exists() else _tail(log)
-            raise JobFailedError(f"job {job_name} Failed (exit {code}): {reason}\nFull log: {log}")
+            raise JobFailedError(f"job {spec.job_name} Failed (exit {code}): {reason}\nFull log: {log}")
         return time.perf_counter() - started
 
 

@@ -42,6 +42,9 @@ class SageMakerEndpoint:
         self._s3 = s3_client
         self._capture_uri = capture_uri
 
+    def prepare(self) -> None:
+        """Nothing to warm: Pulumi and SageMaker start the new variant."""
+
     def status(self) -> EndpointStatus | None:
         try:
             endpoint = self._sm.describe_endpoint(EndpointName=self.name)

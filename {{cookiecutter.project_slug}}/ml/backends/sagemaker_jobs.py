@@ -53,6 +53,9 @@ class SageMakerJobRunner:
         self._poll = poll_seconds
         self._grace = grace_seconds
 
+    def prepare(self, source_files: tuple[Path, ...]) -> None:
+        """Nothing to warm: SageMaker starts the container when the job is created."""
+
     def train(self, spec: TrainingSpec) -> TrainingResult:
         from sagemaker.core.helper.session_helper import Session
         from sagemaker.core.shapes import StoppingCondition, Tag

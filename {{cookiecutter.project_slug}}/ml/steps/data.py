@@ -2,14 +2,16 @@
 
 An unchanged source (same bytes, same schema, same split settings, same code) reuses
 the split validated last time, so a re-run does not even import pandas.
+The split itself needs no scikit-learn: the orchestrator stays light (see stratified_split).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,8 +22,6 @@ from ml.hashing import combine, file_sha256, json_sha256
 
 if TYPE_CHECKING:
     import pandas as pd
-
-BUILTIN_PREFIX = "builtin:"
 
 
 @dataclass(frozen=True)
@@ -39,33 +39,8 @@ class DataResult:
     reused: bool = False
 
 
-def builtin_breast_cancer() -> pd.DataFrame:
-    """scikit-learn's bundled copy of the Wisconsin data, in this project's schema."""
-    from sklearn.datasets import load_breast_cancer  # heavy; only needed on a cache miss
-
-    bunch = load_breast_cancer(as_frame=True)
-    frame: pd.DataFrame = bunch.data.copy()
-    frame.columns = [name.replace(" ", "_") for name in frame.columns]
-    # scikit-learn codes benign as 1; this project predicts the clinically relevant class.
-    frame[schema.LABEL] = 1 - bunch.target.astype(int)
-    return frame
-
-
-BUILTINS = {"breast_cancer": builtin_breast_cancer}
-
-
-def read_source(source: str, root: Path, workdir: Path) -> Path:
-    """Materialise the source as a CSV file in workdir, so every source is hashed the same way."""
-    if source.startswith(BUILTIN_PREFIX):
-        name = source.removeprefix(BUILTIN_PREFIX)
-        if name not in BUILTINS:
-            raise DataValidationError(
-                f"[data].source {source!r} is unknown: use one of "
-                f"{', '.join(BUILTIN_PREFIX + key for key in BUILTINS)} or a CSV path"
-            )
-        path = workdir / f"{name}.csv"
-        BUILTINS[name]().to_csv(path, index=False)
-        return path
+def source_path(source: str, root: Path) -> Path:
+    """The data file [data].source names, relative to mlops.toml."""
     path = (root / source).resolve()
     if not path.is_file():
         raise DataValidationError(
@@ -91,62 +66,75 @@ def load_csv(path: Path) -> pd.DataFrame:
 def cache_key(ctx: Context) -> str:
     """Everything that determines the validated split, hashed without reading the data with pandas."""
     config = ctx.config
-    source = config.data.source
-    if source.startswith(BUILTIN_PREFIX):
-        # A bundled data set is fixed by the version of the package that bundles it.
-        identity = f"{source}@scikit-learn=={metadata.version('scikit-learn')}"
-    else:
-        path = (config.root / source).resolve()
-        if not path.is_file():
-            raise DataValidationError(
-                f"[data].source {source!r} does not exist (looked for {path}); fix the path in mlops.toml"
-            )
-        identity = file_sha256(path)
+    identity = file_sha256(source_path(config.data.source, config.root))
     schema_dir = Path(schema.__file__).parent
     code = [file_sha256(path) for path in (Path(__file__), schema_dir / "schema.py", schema_dir / "validation.py")]
     return json_sha256([identity, config.data.model_dump(), code])
 
 
+def cached(ctx: Context) -> DataResult | None:
+    """The split validated before from the same inputs, if its files are still stored."""
+    try:
+        cache = ctx.config.state_dir / "cache" / "data" / f"{cache_key(ctx)}.json"
+    except DataValidationError:
+        return None  # the data step itself reports a missing source
+    if not cache.exists():
+        return None
+    result = DataResult(**json.loads(cache.read_text()))
+    artifacts = ctx.backends.artifacts
+    return result if artifacts.exists(result.train_uri) and artifacts.exists(result.test_uri) else None
+
+
 def run(ctx: Context) -> DataResult:
+    hit = cached(ctx)
+    if hit is not None:
+        ctx.console.print("[green]unchanged[/] data source: reusing the split validated before")
+        return replace(hit, reused=True)
     key = cache_key(ctx)
-    cache = ctx.config.state_dir / "cache" / "data" / f"{key}.json"
-    if cache.exists():
-        cached = DataResult(**json.loads(cache.read_text()))
-        artifacts = ctx.backends.artifacts
-        if artifacts.exists(cached.train_uri) and artifacts.exists(cached.test_uri):
-            ctx.console.print("[green]unchanged[/] data source: reusing the split validated before")
-            return replace(cached, reused=True)
     result = _validate_and_split(ctx)
-    atomic.write_text(cache, json.dumps(asdict(result)))
+    atomic.write_text(ctx.config.state_dir / "cache" / "data" / f"{key}.json", json.dumps(asdict(result)))
     return result
 
 
-def _validate_and_split(ctx: Context) -> DataResult:
-    from sklearn.model_selection import train_test_split
+def stratified_split(labels: Sequence[object], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Row positions of the train and test sets, each label split in the same proportion.
 
+    Deterministic for a seed, and written with the standard library so the orchestrator never
+    imports scikit-learn (a second or more of start-up) for what is a shuffle per label.
+    """
+    rng = random.Random(seed)  # noqa: S311  # a reproducible split, not a secret
+    by_label: dict[str, list[int]] = {}
+    for position, label in enumerate(labels):
+        by_label.setdefault(str(label), []).append(position)
+    test: list[int] = []
+    for label in sorted(by_label):
+        positions = by_label[label]
+        count = round(len(positions) * test_fraction)
+        if count < 1 or count >= len(positions):
+            raise DataValidationError(
+                f"cannot split label {label!r} ({len(positions)} rows) with test_fraction={test_fraction}: "
+                "each label needs rows in both the train and the test set. Add rows for that label, "
+                "or change [data].test_fraction in mlops.toml."
+            )
+        rng.shuffle(positions)
+        test += positions[:count]
+    chosen = set(test)
+    return [p for p in range(len(labels)) if p not in chosen], sorted(test)
+
+
+def _validate_and_split(ctx: Context) -> DataResult:
     from ml import validation
 
     config = ctx.config
+    raw = source_path(config.data.source, config.root)
+    frame = load_csv(raw)
+    report = validation.validate(frame, str(raw))
+    columns = [*schema.FEATURES, schema.LABEL]
+    frame = frame[columns].astype({schema.LABEL: int})
+    train_rows, test_rows = stratified_split(frame[schema.LABEL].tolist(), config.data.test_fraction, config.data.seed)
+    train, test = frame.iloc[train_rows], frame.iloc[test_rows]
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
-        raw = read_source(config.data.source, config.root, workdir)
-        frame = load_csv(raw)
-        builtin = config.data.source.startswith(BUILTIN_PREFIX)
-        report = validation.validate(frame, config.data.source if builtin else str(raw))
-        columns = [*schema.FEATURES, schema.LABEL]
-        frame = frame[columns].astype({schema.LABEL: int})
-        try:
-            train, test = train_test_split(
-                frame,
-                test_size=config.data.test_fraction,
-                random_state=config.data.seed,
-                stratify=frame[schema.LABEL],
-            )
-        except ValueError as exc:
-            raise DataValidationError(
-                f"cannot split {report.rows} rows with test_fraction={config.data.test_fraction}: "
-                f"{exc}. Add rows for every label, or change [data].test_fraction."
-            ) from None
         train_path, test_path = workdir / "train.csv", workdir / "test.csv"
         train.to_csv(train_path, index=False)
         test.to_csv(test_path, index=False)

@@ -58,12 +58,15 @@ def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResul
     report_dir = config.state_dir / "reports" / spec.job_name
     with tempfile.TemporaryDirectory() as scratch:
         report = json.loads(backends.artifacts.get(evaluation_uri, Path(scratch) / "e.json").read_text())
-    from ml import plots  # matplotlib is slow to import; only evaluation needs it
-
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
-    plots.roc_curve(report, report_dir / "roc_curve.png")
-    plots.confusion_matrix(report, report_dir / "confusion_matrix.png")
+    # Drawn beside the steps that follow (matplotlib is slow to import); ctx waits before the run ends.
+    ctx.in_background(
+        "evaluation plots",
+        "ml.plots",
+        ["evaluation", str(report_dir / "evaluation.json"), str(report_dir)],
+        log=report_dir / "plots.log",
+    )
 
     candidate_metrics = report["candidate"]["metrics"]
     champion_metrics = report["champion"]["metrics"] if report["champion"] else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ml import lineage, names, schema
-from ml.backends.base import TrainingSpec
+from ml.backends.base import ModelVersion, TrainingSpec
 from ml.config import PROJECT_ROOT
 from ml.context import Context
 from ml.steps.data import DataResult
@@ -26,11 +26,17 @@ def hyperparameters(ctx: Context) -> dict[str, str]:
     return {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in values.items()}
 
 
+def reusable(ctx: Context, data: DataResult) -> ModelVersion | None:
+    """The registered version trained from exactly this data, code and parameters, if its model is stored."""
+    existing = ctx.backends.registry.find_by_fingerprint(lineage.fingerprint(data.split_hash, ctx.config))
+    return existing if existing is not None and ctx.backends.artifacts.exists(existing.package.model_uri) else None
+
+
 def run(ctx: Context, data: DataResult) -> TrainResult:
     config = ctx.config
     fingerprint = lineage.fingerprint(data.split_hash, config)
-    existing = ctx.backends.registry.find_by_fingerprint(fingerprint)
-    if existing is not None and ctx.backends.artifacts.exists(existing.package.model_uri):
+    existing = reusable(ctx, data)
+    if existing is not None:
         ctx.console.print(
             f"[green]unchanged[/] data, code and parameters: reusing model version "
             f"{existing.version} ({existing.package.approval_status}); training skipped"
