@@ -54,3 +54,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     )
     _times.write(MATRIX_TIMES, selection=selection or "all", exit_status=int(exitstatus), wall=wall)
     terminalreporter.write_line(f"matrix times written to {MATRIX_TIMES.relative_to(TEMPLATE)}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run when --dist loadgroup would not group (a pytest that pytest-xdist cannot tag).
+
+    The grouped tests share expensive module fixtures; split across workers, each worker would
+    build them again, slowly and silently.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    untagged = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if untagged:
+        raise pytest.UsageError(
+            f"--dist loadgroup did not group {untagged[0]} (and {len(untagged) - 1} more): this pytest and "
+            "pytest-xdist do not work together; keep the pytest pin in pyproject.toml"
+        )

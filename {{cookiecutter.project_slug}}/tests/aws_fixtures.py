@@ -96,7 +96,10 @@ def account(state: Path, patch: pytest.MonkeyPatch) -> Iterator[Account]:
         # The pipeline builds its session through make_session; hand it this one, whose events the
         # emulator hooks. make_session's own credential check is tested on its own.
         patch.setattr(aws_session, "make_session", lambda region, env: session)
-        yield Account(session, emulator, outputs, stack_dir)
+        try:
+            yield Account(session, emulator, outputs, stack_dir)
+        finally:
+            emulator.close()
 
 
 @pytest.fixture

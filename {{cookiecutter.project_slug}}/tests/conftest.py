@@ -77,3 +77,20 @@ def ctx(state_dir: Path) -> Iterator[Context]:
     context = make_context(load_config(), quiet_console())
     yield context
     context.backends.endpoint.stop()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run when --dist loadgroup would not group (a pytest that pytest-xdist cannot tag).
+
+    The grouped tests share expensive module fixtures; split across workers, each worker would
+    build them again, slowly and silently.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    untagged = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if untagged:
+        raise pytest.UsageError(
+            f"--dist loadgroup did not group {untagged[0]} (and {len(untagged) - 1} more): this pytest and "
+            "pytest-xdist do not work together; keep the pytest pin in pyproject.toml"
+        )

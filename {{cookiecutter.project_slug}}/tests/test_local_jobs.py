@@ -84,11 +84,22 @@ def test_a_crash_without_failure_file_reports_the_log_tail(
 
 
 def test_a_job_past_its_max_runtime_is_stopped(
-    tmp_path: Path, runner: tuple[LocalJobRunner, LocalArtifactStore]
+    tmp_path: Path, runner: tuple[LocalJobRunner, LocalArtifactStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs, _ = runner
-    with pytest.raises(JobFailedError, match="Stopped: it ran past MaxRuntimeInSeconds=1"):
-        jobs.train(training(script(tmp_path, "import time\ntime.sleep(30)\n"), {}, runtime=1))
+    monkeypatch.setattr(LocalJobRunner, "SECOND", 0.05)  # MaxRuntimeInSeconds=2 lasts 0.1 s here
+    with pytest.raises(JobFailedError, match="Stopped: it ran past MaxRuntimeInSeconds=2"):
+        jobs.train(training(script(tmp_path, "import time\ntime.sleep(30)\n"), {}, runtime=2))
+
+
+def test_a_job_within_its_max_runtime_is_not_stopped(
+    tmp_path: Path, runner: tuple[LocalJobRunner, LocalArtifactStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs, store = runner
+    monkeypatch.setattr(LocalJobRunner, "SECOND", 10.0)  # the limit is far away: the job ends first
+    body = "import os, pathlib\npathlib.Path(os.environ['SM_MODEL_DIR'], 'done').write_text('y')\n"
+    result = jobs.train(training(script(tmp_path, body), {}, runtime=1))
+    assert store.exists(result.model_uri)
 
 
 def test_processing_maps_inputs_and_collects_outputs(

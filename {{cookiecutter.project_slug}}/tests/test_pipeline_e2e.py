@@ -28,7 +28,8 @@ from ml.summary import Summary
 from tests.conftest import quiet_console, write_config
 from tests.data_factory import good_frame, write_csv
 
-pytestmark = pytest.mark.e2e
+# One worker runs the whole module, so its champion is trained once (make unit uses --dist loadgroup).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-local")]
 
 
 @dataclass

@@ -15,6 +15,7 @@ from ml.backends.local_jobs import LocalJobRunner
 from ml.backends.local_registry import LocalModelRegistry
 from ml.backends.warm import WarmStarts
 from ml.config import PROJECT_ROOT, Config
+from ml.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,24 @@ def stack_file(config: Config, env: str) -> StackConfigFile:
     return StackConfigFile(directory / f"Pulumi.{env}.yaml", config.project.resource_prefix)
 
 
+AWS_GROUP_FIX = (
+    "the AWS libraries (boto3, the sagemaker SDK) are not installed: they are the `aws` dependency group. "
+    "Install them with `uv sync --group aws` (the make targets do this when MLOPS_ENV is dev, staging or prod)."
+)
+
+
 def aws_backends(config: Config) -> Backends:
-    # Imported here so a local run never pays for boto3 and the sagemaker SDK.
+    # Imported here so a local run never pays for boto3 and the sagemaker SDK (nor installs them).
     from functools import cache
 
-    from ml.backends import aws_session
-    from ml.backends.s3_artifacts import S3ArtifactStore
-    from ml.backends.sagemaker_endpoint import SageMakerEndpoint
-    from ml.backends.sagemaker_jobs import SageMakerJobRunner, sklearn_image_uri
-    from ml.backends.sagemaker_registry import SageMakerModelRegistry
+    try:
+        from ml.backends import aws_session
+        from ml.backends.s3_artifacts import S3ArtifactStore
+        from ml.backends.sagemaker_endpoint import SageMakerEndpoint
+        from ml.backends.sagemaker_jobs import SageMakerJobRunner, sklearn_image_uri
+        from ml.backends.sagemaker_registry import SageMakerModelRegistry
+    except ImportError as error:
+        raise ConfigError(f"MLOPS_ENV={config.env}: {AWS_GROUP_FIX} ({error})") from None
     from ml.stack_outputs import load_stack_outputs
 
     outputs = load_stack_outputs(config)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.endpoint
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
@@ -155,7 +157,24 @@ class Flaky:
         return AWSResponse(request.url, self.status, {}, _Raw(body))
 
 
-def test_transient_s3_errors_are_retried_with_backoff(aws: Account, tmp_path: Path) -> None:
+class Sleeps:
+    """Stands in for the `time` module botocore's endpoint sleeps with between retries: records, never waits."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_transient_s3_errors_are_retried_with_backoff(
+    aws: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeps = Sleeps()
+    monkeypatch.setattr(botocore.endpoint, "time", sleeps)
     flaky = Flaky(503, "SlowDown", failures=2)
     aws.session.events.register("before-send.s3.PutObject", flaky)
     s3 = aws.session.client("s3", config=RETRIES)
@@ -164,6 +183,8 @@ def test_transient_s3_errors_are_retried_with_backoff(aws: Account, tmp_path: Pa
     path.write_text("a\n1\n")
     assert store.exists(store.put(path))
     assert flaky.attempts == 3  # two throttled attempts, then success
+    # Each retry waited first, as botocore's backoff decided: jittered, capped at 20 s in standard mode.
+    assert len(sleeps.delays) == 2 and all(0 <= delay <= 20 for delay in sleeps.delays)
     # botocore's standard mode; its max_attempts counts retries, so up to 9 attempts in all.
     assert RETRIES.retries is not None and RETRIES.retries["mode"] == "standard"
 

@@ -1,7 +1,8 @@
 """The same pipeline steps against AWS: S3, SageMaker training and processing, the Model Registry.
 
 moto plays the account; tests/aws/emulator.py runs the real train.py and evaluate.py when a job
-is created. The requests that reach SageMaker are checked field by field.
+is created. One champion is trained per module; each test builds on it and checks that what it
+does (a worse model, a failed job, a promotion) leaves the champion as it was.
 """
 
 from __future__ import annotations
@@ -20,16 +21,35 @@ from tests.aws_fixtures import Account
 from tests.conftest import write_config
 
 
-def test_a_worse_model_is_rejected_never_approved_and_the_champion_stays(
-    aws: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+# One worker runs the whole module, so its shared account is set up once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("aws-pipeline")
+
+
+@pytest.fixture(scope="module")
+def champion(aws_module: Account) -> Account:
+    """The steps run once: v1 trained, evaluated, registered Approved and promoted in dev."""
     run_steps()
+    return aws_module
+
+
+def statuses(aws: Account) -> list[str]:
+    return [package["ModelApprovalStatus"] for package in packages(aws)]
+
+
+def test_the_champion_is_registered_approved_and_promoted(champion: Account) -> None:
+    assert statuses(champion)[0] == "Approved"
+    assert desired_version(champion) == "1"
+
+
+def test_a_worse_model_is_rejected_never_approved_and_the_champion_stays(
+    champion: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = statuses(champion)
     worse = {"hyperparameters": {"n_estimators": 2, "max_depth": 1, "min_samples_leaf": 1, "random_state": 0}}
     monkeypatch.setenv("MLOPS_CONFIG", str(write_config(tmp_path, train=worse)))
     assert main(["pipeline"]) == 3
-    first, second = packages(aws)
-    assert (first["ModelApprovalStatus"], second["ModelApprovalStatus"]) == ("Approved", "Rejected")
-    assert desired_version(aws) == "1"
+    assert statuses(champion) == [*before, "Rejected"]
+    assert desired_version(champion) == "1"
 
 
 @pytest.mark.parametrize(
@@ -40,20 +60,27 @@ def test_a_worse_model_is_rejected_never_approved_and_the_champion_stays(
     ],
     ids=["failed", "past-max-runtime"],
 )
-def test_a_failed_or_stopped_training_job_stops_the_run_and_registers_nothing(aws: Account, outcome: Outcome) -> None:
-    aws.emulator.training_outcome = outcome
-    assert main(["pipeline"]) == 1
+def test_a_failed_or_stopped_training_job_stops_the_run_and_registers_nothing(
+    champion: Account, outcome: Outcome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = statuses(champion)
+    # New parameters, so the run must train rather than reuse the champion.
+    changed = {"hyperparameters": {**CONFIG.train.hyperparameters, "min_samples_leaf": 3}}
+    monkeypatch.setenv("MLOPS_CONFIG", str(write_config(tmp_path, train=changed)))
+    champion.emulator.training_outcome = outcome
+    try:
+        assert main(["pipeline"]) == 1
+    finally:
+        champion.emulator.training_outcome = None
     summary = json.loads((Path(load_config().state_dir) / "summary.json").read_text())
     assert f"{outcome.status}: {outcome.reason}" in summary["error"]
-    assert packages(aws) == []
-    assert desired_version(aws) == ""
+    assert statuses(champion) == before
+    assert desired_version(champion) == "1"
 
 
-def test_promoting_to_staging_edits_only_the_staging_stack_file(aws: Account) -> None:
-    for step in ("data", "train", "evaluate", "register"):
-        assert main([step]) == 0, step
-    dev_before = (aws.stack_dir / "Pulumi.dev.yaml").read_text()
-    assert main(["promote", "--to", "staging"]) == 0
-    staging = yaml.safe_load((aws.stack_dir / "Pulumi.staging.yaml").read_text())["config"]
+def test_promoting_to_staging_edits_only_the_staging_stack_file(champion: Account) -> None:
+    dev_before = (champion.stack_dir / "Pulumi.dev.yaml").read_text()
+    assert main(["promote", "--to", "staging", "--version", "1"]) == 0
+    staging = yaml.safe_load((champion.stack_dir / "Pulumi.staging.yaml").read_text())["config"]
     assert staging[f"{CONFIG.project.resource_prefix}:model_version"] == "1"
-    assert (aws.stack_dir / "Pulumi.dev.yaml").read_text() == dev_before
+    assert (champion.stack_dir / "Pulumi.dev.yaml").read_text() == dev_before

@@ -17,6 +17,10 @@ from tests.aws.steps import CONFIG, IMAGE_TAG, desired_version, packages, run_st
 from tests.aws_fixtures import Account
 
 
+# One worker runs the whole module, so its shared account is set up once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("aws-requests")
+
+
 @pytest.fixture(scope="module")
 def trained(aws_module: Account) -> Account:
     """One run of the steps, shared by the tests that only inspect what it sent and stored."""
