@@ -20,7 +20,6 @@ from tests.aws.steps import CONFIG, desired_version, packages, run_steps
 from tests.aws_fixtures import Account
 from tests.conftest import write_config
 
-
 # One worker runs the whole module, so its shared account is set up once (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("aws-pipeline")
 

@@ -16,7 +16,6 @@ from ml.__main__ import main
 from tests.aws.steps import CONFIG, IMAGE_TAG, desired_version, packages, run_steps
 from tests.aws_fixtures import Account
 
-
 # One worker runs the whole module, so its shared account is set up once (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("aws-requests")
 
