@@ -7,17 +7,22 @@ import gc
 import os
 import shutil
 import sys
+import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ml import pipeline, promotion, schema
+from ml import atomic, housekeeping, pipeline, promotion, schema
 from ml.backends import stack_file
+from ml.backends.local_registry import LocalModelRegistry
 from ml.context import Context, make_context
 from ml.errors import GateRejectedError, PipelineError
+from ml.lock import environment_lock
 from ml.steps import data as data_step
 from ml.steps import deploy as deploy_step
 from ml.steps import evaluate as evaluate_step
@@ -43,6 +48,11 @@ def cmd_pipeline(ctx: Context, args: argparse.Namespace) -> int:
         summary.status = "rejected" if isinstance(exc, GateRejectedError) else "failed"
         summary.error = str(exc)
         code = exc.exit_code
+    except (Exception, KeyboardInterrupt) as exc:
+        # Whatever stopped the run, summary.json must not keep saying the previous run succeeded.
+        summary.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        summary.error = unexpected(ctx, exc, f"the {summary.failed_step() or 'pipeline'} step")
+        code = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else 1
     summary.write(ctx.config.state_dir)
     done = {record.name for record in summary.steps}
     for name in pipeline.STEPS:
@@ -114,8 +124,25 @@ def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def last_registered(ctx: Context) -> int:
+    """The version the last register step (or pipeline run) settled on, if it belongs to the last training.
+
+    A step file from an earlier run is never taken for the current one: `make promote` without
+    VERSION promotes the model the last `make train` produced, once it is registered.
+    """
+    registered = ctx.load("register", RegisterResult)
+    trained = ctx.load("train", TrainResult)
+    if registered.fingerprint and registered.fingerprint != trained.fingerprint:
+        raise PipelineError(
+            f"the last trained model ({trained.job_name or 'reused'}) is not registered yet: the register step's "
+            f"result (v{registered.version}) is from an earlier training. Run `make register`, or name the "
+            "version: `make promote VERSION=<n>` (`make status` lists them)."
+        )
+    return registered.version
+
+
 def cmd_promote(ctx: Context, args: argparse.Namespace) -> int:
-    version = args.version or ctx.load("register", RegisterResult).version
+    version = args.version or last_registered(ctx)
     target = None
     if args.to and args.to != ctx.config.env:
         if ctx.config.env == "local" or args.to == "local":
@@ -147,7 +174,7 @@ def cmd_promotion_pr(ctx: Context, args: argparse.Namespace) -> int:
             raise PipelineError(f"{args.from_env} has no model_version to promote from")
         version = desired
     else:
-        version = ctx.load("register", RegisterResult).version
+        version = last_registered(ctx)
     state = stack_file(ctx.config, args.to)
     prepared = promotion.prepare(state.path.parent, args.to, state, registry.get(version), registry.champion())
     out = ctx.config.state_dir / "promotion"
@@ -162,6 +189,18 @@ def cmd_promotion_pr(ctx: Context, args: argparse.Namespace) -> int:
         branch_file.unlink(missing_ok=True)
         ctx.console.print(f"{args.to} already names v{version}; nothing to promote")
     step_summary(prepared.body)
+    return 0
+
+
+def cmd_check_deployable(ctx: Context, args: argparse.Namespace) -> int:
+    """Before `pulumi up`: the version the stack file names is registered, Approved and stored."""
+    state = ctx.backends.desired_state if ctx.config.env == "local" else stack_file(ctx.config, ctx.config.env)
+    desired = state.read()
+    if desired is None:
+        ctx.console.print(f"{state.path.name} names no model version: no endpoint to create")
+        return 0
+    deploy_step.deployable(ctx, desired)
+    ctx.console.print(f"v{desired} ({state.path.name}) is Approved and its model is stored: deployable")
     return 0
 
 
@@ -269,13 +308,23 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
             model.created_at,
         )
     ctx.console.print(table)
-    ctx.console.print(f"desired state: v{backends.desired_state.read()} ({backends.desired_state.path})")
+    desired = backends.desired_state.read()
+    ctx.console.print(
+        f"desired state: {f'v{desired}' if desired is not None else 'no version yet'} ({backends.desired_state.path})",
+        highlight=False,
+    )
     status = backends.endpoint.status()
     if status is None:
         ctx.console.print(f"endpoint {backends.endpoint.name}: not running")
     else:
         health = "healthy" if status.healthy else "NOT healthy"
-        ctx.console.print(f"endpoint {status.name}: v{status.version} at {status.url} ({health})")
+        ctx.console.print(f"endpoint {status.name}: v{status.version} at {status.url} ({health})", highlight=False)
+    if status is not None and status.detail:
+        ctx.console.print(f"[yellow]endpoint:[/] {escape(status.detail)}")
+    if status is not None and desired is not None and status.healthy and status.version != desired:
+        ctx.console.print(
+            f"[yellow]the endpoint serves v{status.version}, the desired state names v{desired}:[/] run `make deploy`"
+        )
     return 0
 
 
@@ -283,6 +332,52 @@ def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
     stopped = ctx.backends.endpoint.stop()
     ctx.console.print(f"endpoint {ctx.backends.endpoint.name} {'stopped' if stopped else 'was not running'}")
     return 0
+
+
+def cmd_clean(ctx: Context, args: argparse.Namespace) -> int:
+    """Stop the endpoint, then delete all local state (under the lock, so no run is cut in half)."""
+    if ctx.config.env != "local":
+        raise PipelineError("clean deletes local state only; AWS resources are removed with `pulumi destroy`")
+    cmd_stop(ctx, args)
+    state = ctx.config.state_dir
+    for child in sorted(state.iterdir()) if state.exists() else []:
+        if child.name != "locks":  # the lock this command holds
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    ctx.console.print(f"deleted the local state in {state}")
+    return 0
+
+
+def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
+    removed = housekeeping.collect(ctx, keep=args.keep)
+    ctx.console.print(
+        f"removed {removed.job_dirs} job folder(s) and {removed.version_dirs} unpacked model(s), "
+        f"{removed.bytes / 1e6:.1f} MB; kept the last {args.keep} and whatever serves"
+    )
+    return 0
+
+
+def cmd_registry_check(ctx: Context, args: argparse.Namespace) -> int:
+    registry = ctx.backends.registry
+    if not isinstance(registry, LocalModelRegistry):
+        ctx.console.print(
+            f"the {ctx.config.env} registry is SageMaker's model package group {registry.group}: nothing to check here"
+        )
+        return 0
+    check = registry.repair() if args.repair else registry.check()
+    missing = sorted(set(check.journal_versions) - set(check.database_versions))
+    ctx.console.print(
+        f"registry {registry.path}: database {check.database}; {len(check.database_versions)} version(s) in it, "
+        f"{len(check.journal_versions)} in the journal {registry.journal}",
+        highlight=False,
+    )
+    if check.healthy:
+        ctx.console.print("[green]the registry is whole[/]")
+        return 0
+    ctx.console.print(
+        f"[red]damaged:[/] {len(missing)} registered version(s) missing from the database. "
+        "Rebuild it from the journal: `make registry-check REPAIR=1`"
+    )
+    return 1
 
 
 COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
@@ -300,7 +395,29 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "verify": cmd_verify,
     "status": cmd_status,
     "stop": cmd_stop,
+    "clean": cmd_clean,
+    "gc": cmd_gc,
+    "registry-check": cmd_registry_check,
+    "check-deployable": cmd_check_deployable,
 }
+# Commands that change the registry, the desired state or the endpoint take the environment's lock.
+LOCKED = {"pipeline", "train", "register", "promote", "deploy", "verify", "stop", "clean", "gc", "drift-demo",
+          "registry-check", "promotion-pr"}  # fmt: skip
+INTERRUPTED = 130  # what a shell reports for Ctrl-C
+
+
+def unexpected(ctx: Context | None, error: BaseException, where: str) -> str:
+    """A one-line message for an error no step anticipated; the traceback goes to a log file."""
+    if isinstance(error, KeyboardInterrupt):
+        return f"interrupted during {where}; nothing was left half-written (re-run to continue)"
+    state = ctx.config.state_dir if ctx is not None else Path(".mlops")
+    log = state / "logs" / f"error-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}.log"
+    try:
+        atomic.write_text(log, "".join(traceback.format_exception(error)))
+        where_logged = f"; the traceback is in {log}"
+    except OSError:
+        where_logged = ""
+    return f"unexpected {type(error).__name__} during {where}: {error}{where_logged}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,17 +428,29 @@ def main(argv: list[str] | None = None) -> int:
         "--to", choices=("dev", "staging", "prod"), help="promote: the environment whose stack file to edit"
     )
     parser.add_argument("--retrain", action="store_true", help="monitor: run the pipeline when violations are found")
+    parser.add_argument("--repair", action="store_true", help="registry-check: rebuild the database from the journal")
+    parser.add_argument("--keep", type=int, default=3, help="gc: how many recent versions and jobs to keep")
     parser.add_argument(
         "--from", dest="from_env", choices=("dev", "staging"), help="promotion-pr: take the version this stack serves"
     )
     args = parser.parse_args(argv)
     console = Console()
+    ctx: Context | None = None
     try:
-        return COMMANDS[args.command](make_context(console=console), args)
+        ctx = make_context(console=console)
+        locking = args.command in LOCKED or (args.command == "monitor" and args.retrain)
+        with environment_lock(ctx.config.state_dir, ctx.config.env, args.command) if locking else nullcontext():
+            return COMMANDS[args.command](ctx, args)
     except PipelineError as exc:
         # Messages name keys such as [data].source: print them literally, never as rich markup.
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return exc.exit_code
+    except KeyboardInterrupt as exc:
+        console.print(f"[bold red]stopped:[/] {escape(unexpected(ctx, exc, args.command))}", highlight=False)
+        return INTERRUPTED
+    except Exception as exc:
+        console.print(f"[bold red]error:[/] {escape(unexpected(ctx, exc, args.command))}", highlight=False)
+        return 1
     finally:
         # Nothing allocated here is needed any more: skip the collector's last pass over pandas and
         # numpy at exit, a tenth of a second of every command.

@@ -82,7 +82,12 @@ class MonitorSection(_Section):
 
 class ServeSection(_Section):
     host: Literal["127.0.0.1", "localhost"] = "127.0.0.1"
+    # 0 picks a free port when the endpoint first starts; it keeps it across version switches.
     port: Annotated[int, Field(ge=0, le=65535)] = 0
+    # gunicorn workers; 0 means one per core, as the SageMaker container runs.
+    workers: Annotated[int, Field(ge=0, le=64)] = 0
+    # A request body that has not arrived after this long gets 408 (a client that stalls).
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60
     smoke_test_rows: Annotated[int, Field(ge=1, le=10_000)] = 25
     startup_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60
 
@@ -109,6 +114,15 @@ class Config(_Section):
     def state_dir(self) -> Path:
         override = os.environ.get("MLOPS_HOME")
         return Path(override).resolve() if override else self.root / ".mlops"
+
+    def check_state_dir(self) -> None:
+        state = self.state_dir
+        if state.exists() and not state.is_dir():
+            raise ConfigError(
+                f"the local state directory {state} is a file"
+                + (" (MLOPS_HOME names it)" if os.environ.get("MLOPS_HOME") else "")
+                + ": point MLOPS_HOME at a directory, or move the file away"
+            )
 
     def parameters(self) -> dict[str, object]:
         """Everything that shapes the model apart from code and data, for the fingerprint."""
@@ -140,6 +154,8 @@ def load_config(path: Path | None = None, env: str | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the syntax and run again.") from exc
     try:
-        return Config.model_validate({**raw, "path": path, "env": env})
+        config = Config.model_validate({**raw, "path": path, "env": env})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from exc
+    config.check_state_dir()
+    return config

@@ -25,7 +25,7 @@ T = TypeVar("T")
 @dataclass
 class Context:
     config: Config
-    backends: Backends
+    _backends: Backends | None
     console: Console
     # Work that does not block the next step (drawing plots), awaited by wait_background().
     _background: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list, repr=False)
@@ -52,6 +52,14 @@ class Context:
                 failures.append(f"{name} failed (exit {process.returncode}):\n{tail}\nFull log: {log}")
         if failures:
             raise PipelineError("\n".join(failures))
+
+    @property
+    def backends(self) -> Backends:
+        """Built on first use: a command that needs no backend (say, one that finds nothing to check
+        in a stack file) never needs stack outputs or credentials."""
+        if self._backends is None:
+            self._backends = make_backends(self.config)
+        return self._backends
 
     @property
     def steps_dir(self) -> Path:
@@ -93,5 +101,4 @@ def _background_interpreter(module: str) -> WarmInterpreter:
 
 
 def make_context(config: Config | None = None, console: Console | None = None) -> Context:
-    config = config or load_config()
-    return Context(config=config, backends=make_backends(config), console=console or Console())
+    return Context(config=config or load_config(), _backends=None, console=console or Console())

@@ -50,9 +50,28 @@ def input_fn(request_body: bytes | str, request_content_type: str) -> pd.DataFra
         if not isinstance(instances, list) or not instances:
             raise ValueError('JSON must be {"instances": [...]} with at least one instance')
         if all(isinstance(item, dict) for item in instances):
+            for number, item in enumerate(instances):
+                _numbers(list(item.values()), number)
             return pd.DataFrame(instances)
-        return np.asarray(instances, dtype=float).reshape(len(instances), -1)
+        for number, item in enumerate(instances):
+            if not isinstance(item, list):
+                raise ValueError(
+                    f"instance {number} is {type(item).__name__}; send a list of feature values or an object"
+                )
+            _numbers(item, number)
+        widths = {len(item) for item in instances}
+        if len(widths) != 1:
+            raise ValueError(f"instances have different numbers of values ({sorted(widths)})")
+        return np.asarray(instances, dtype=float)
     raise UnsupportedFormatError(f"content type {content_type!r} is not supported; use {CSV} or {JSON}")
+
+
+def _numbers(values: list[Any], number: int) -> None:
+    """Each value a plain number: not null, not nested, not true/false."""
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            shown = "null" if value is None else type(value).__name__
+            raise ValueError(f"instance {number} holds {shown} where a number belongs; every feature needs a number")
 
 
 def predict_fn(input_data: pd.DataFrame | np.ndarray[Any, Any], model: dict[str, Any]) -> dict[str, list[Any]]:
@@ -66,6 +85,10 @@ def predict_fn(input_data: pd.DataFrame | np.ndarray[Any, Any], model: dict[str,
         if input_data.shape[1] != len(features):
             raise ValueError(f"each instance needs {len(features)} feature values, got {input_data.shape[1]}")
         frame = pd.DataFrame(input_data, columns=features)
+    finite = np.isfinite(frame.to_numpy(dtype=float)).all(axis=1)
+    if not finite.all():
+        bad = [int(i) for i in np.flatnonzero(~finite)[:5]]
+        raise ValueError(f"instance(s) {bad} hold NaN or infinite values; every feature needs a finite number")
     probabilities = model["model"].predict_proba(frame)[:, 1]
     return {
         "probabilities": [float(p) for p in probabilities],

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 EPSILON = 1e-4  # stands in for an empty bucket, so PSI stays finite
+# The InferenceId prefix of the smoke test's requests: data capture records them like any other,
+# and the monitor leaves them out, so a deploy's own checks are never judged as traffic.
+SMOKE_TEST_ID = "mlops-smoke-test-"
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Capture:
     rows: list[dict[str, Any]] = field(default_factory=list)
     records: int = 0
     malformed: list[str] = field(default_factory=list)
+    excluded: int = 0  # the smoke test's own requests
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,9 @@ def read_capture(root: Path, features: list[str]) -> Capture:
                 continue
             try:
                 record = json.loads(line)
+                if str(record.get("eventMetadata", {}).get("inferenceId", "")).startswith(SMOKE_TEST_ID):
+                    capture.excluded += 1
+                    continue
                 data = record["captureData"]["endpointInput"]
                 text = data["data"]
                 if data.get("encoding") == "BASE64":

@@ -7,6 +7,7 @@ import contextlib
 from ml import lineage
 from ml.context import Context
 from ml.errors import GateRejectedError, PipelineError
+from ml.gate import Check, GateDecision
 from ml.steps import data as data_step
 from ml.steps import deploy as deploy_step
 from ml.steps import evaluate as evaluate_step
@@ -14,6 +15,7 @@ from ml.steps import promote as promote_step
 from ml.steps import register as register_step
 from ml.steps import smoke_test as smoke_step
 from ml.steps import train as train_step
+from ml.steps.register import RegisterResult
 from ml.summary import Summary
 
 STEPS = ("data", "train", "evaluate", "register", "promote", "deploy", "smoke_test")
@@ -78,13 +80,43 @@ def _run(ctx: Context, summary: Summary) -> Summary:
         existing = backends.registry.get(trained.reused_version)
         summary.metrics = existing.package.metrics
         summary.model.update(version=existing.version, approval=existing.package.approval_status, reused=True)
-        summary.mark("evaluate", "skipped", f"unchanged inputs; metrics from v{existing.version}")
-        summary.mark("register", "skipped", f"already registered as v{existing.version}")
         if not existing.approved:
+            summary.mark("evaluate", "skipped", f"unchanged inputs; metrics from v{existing.version}")
+            summary.mark("register", "skipped", f"already registered as v{existing.version}")
             raise GateRejectedError(
                 f"data, code and parameters are unchanged since v{existing.version}, which the gate "
                 "rejected. Change the data, code or [train] parameters to try again."
             )
+        champion = backends.registry.champion()
+        if champion is not None and champion.version != existing.version:
+            # An older version, reused: it serves again only if it still beats what serves now.
+            evaluation = summary.step(
+                "evaluate",
+                lambda: evaluate_step.run(ctx, data, trained),
+                lambda r: (
+                    f"reused v{existing.version} vs champion v{champion.version}: gate "
+                    + ("passed" if r.passed else "failed")
+                ),
+            )
+            summary.metrics = evaluation.metrics
+            summary.champion = {"version": evaluation.champion_version, "metrics": evaluation.champion_metrics}
+            summary.paths["report"] = evaluation.report_dir
+            if not evaluation.passed:
+                summary.mark("register", "skipped", f"already registered as v{existing.version}")
+                failures = GateDecision(False, [Check(**check) for check in evaluation.checks]).failures
+                raise GateRejectedError(
+                    f"data, code and parameters are those of v{existing.version}, but it now trails champion "
+                    f"v{champion.version} on this test set:\n  - "
+                    + "\n  - ".join(failures)
+                    + f"\nChampion v{champion.version} stays in place."
+                )
+        else:
+            summary.mark("evaluate", "skipped", f"unchanged inputs; metrics from v{existing.version}")
+        summary.mark("register", "skipped", f"already registered as v{existing.version}")
+        ctx.save(
+            "register",
+            RegisterResult(existing.version, existing.package.approval_status, existing.group, trained.fingerprint),
+        )
         version = existing.version
     else:
         evaluation = summary.step(

@@ -1,35 +1,94 @@
-"""A local stand-in for the SageMaker scikit-learn serving container.
+"""The local model server: the SageMaker scikit-learn serving container, on loopback.
 
-It unpacks model.tar.gz, imports code/inference.py (SAGEMAKER_PROGRAM) the way the
-container does, and answers the SageMaker hosting contract on loopback:
-GET /ping and POST /invocations. Run by ml/backends/local_endpoint.py as
-`python -m ml.serving --model <model.tar.gz> --workdir <dir> --ready-file <file>`.
+The container runs gunicorn in front of a small WSGI application (sagemaker-containers' Flask
+worker) that imports the model's code/inference.py (SAGEMAKER_PROGRAM), calls model_fn once,
+then input_fn, predict_fn and output_fn per request. This server does the same with gunicorn,
+and answers as that application does (tests/serving/ sends the same requests to both):
+
+- GET /ping: 200, an empty body, Content-Type application/json, once the model is loaded.
+- POST /invocations: the content type is the ContentType header, else Content-Type, else
+  application/json, passed to input_fn exactly as sent; an Accept that is missing or */*
+  means application/json; the body reaches input_fn as text for exactly application/json
+  and text/csv, as bytes otherwise.
+- Any exception a handler raises: 500 with Flask's generic HTML page. The container never
+  answers 400 or 415 for a bad request; the reason is in its log (here, the server's log).
+- A wrong method on those paths: 405. Any other path: 404 "{}", which nginx, in front of the
+  container, answers.
+
+Locally it also plays SageMaker's front: a body over InvokeEndpoint's 6 MB limit gets 413 and
+a body that stops arriving gets 408. Data capture (what a real-time endpoint with a
+DataCaptureConfig writes to S3) happens in the background: a capture that fails is counted,
+logged and shown by `make status`, and never fails a prediction.
+
+One gunicorn master serves an endpoint for as long as it runs. A deploy writes the version to
+serve into <root>/serving.json and sends the master SIGHUP: new workers load the new model, old
+ones finish their requests and exit, and the listening socket is never closed, so a version
+switch drops no connection and the endpoint keeps its port.
+
+`python -m ml.serving serve --root <endpoint dir> --host ... --port ...` runs the server;
+`python -m ml.serving check --model <model.tar.gz> --model-dir <dir>` unpacks a model and loads
+it as a worker would, so a deploy can refuse a model that cannot serve before switching to it.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import importlib.util
 import json
 import os
-import signal
+import queue
+import socket
 import sys
 import tarfile
 import threading
+import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from ml import atomic
 
-MAX_BODY = 6 * 1024 * 1024  # SageMaker's invoke_endpoint payload limit
+MAX_BODY = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint payload limit
+# A body this much larger is read and discarded so the client hears 413 rather than a reset.
+DRAIN_LIMIT = 64 * 1024 * 1024
 ENCODINGS = {"text/csv": "CSV", "application/json": "JSON"}
+JSON = "application/json"
+TEXT_BODIES = ("application/json", "text/csv")  # sagemaker-containers decodes exactly these
+DEFAULT_ACCEPT = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", JSON)
+
+# Flask 1.1.1 / Werkzeug 2.0.3, as pinned in the scikit-learn image, answer an unhandled
+# exception and a wrong method with these pages.
+ERROR_500 = (
+    b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n'
+    b"<title>500 Internal Server Error</title>\n"
+    b"<h1>Internal Server Error</h1>\n"
+    b"<p>The server encountered an internal error and was unable to complete your request. "
+    b"Either the server is overloaded or there is an error in the application.</p>\n"
+)
+ERROR_405 = (
+    b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n'
+    b"<title>405 Method Not Allowed</title>\n"
+    b"<h1>Method Not Allowed</h1>\n"
+    b"<p>The method is not allowed for the requested URL.</p>\n"
+)
+HTML = "text/html; charset=utf-8"
+# Werkzeug adds a charset to these when a response names one of them (get_content_type).
+_CHARSET_TYPES = (
+    "application/ecmascript",
+    "application/javascript",
+    "application/sql",
+    "application/xml",
+    "application/xml-dtd",
+    "application/xml-external-parsed-entity",
+)
+
+Environ = dict[str, Any]
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 class DataCapture:
@@ -55,7 +114,7 @@ class DataCapture:
         """This process's file for the hour of `now`, named as SageMaker names them: mm-ss-mmm-<uuid>.
 
         Names start with the time of their first record, so sorting the paths sorts the records
-        by time even when several server processes (one per deployed version) wrote in one hour.
+        by time even when several server processes (one per worker) wrote in one hour.
         A file someone deleted (`make drift-demo` clears the capture) is started afresh, not revived.
         """
         directory = self._root / now.strftime("%Y/%m/%d/%H")
@@ -64,27 +123,72 @@ class DataCapture:
             self._file = directory / f"{now:%M-%S}-{now.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
         return self._file
 
-    def record(self, body: bytes, content_type: str, payload: bytes, mime: str) -> None:
+    def record(
+        self, body: bytes, content_type: str, payload: bytes, mime: str, inference_id: str | None = None
+    ) -> None:
         now = self._clock()
 
         def side(data: bytes, observed: str, mode: str) -> dict[str, str]:
             kind = observed.split(";")[0].strip().lower()
             encoding = ENCODINGS.get(kind)
-            text = data.decode("utf-8") if encoding else base64.b64encode(data).decode()
+            text = data.decode("utf-8", errors="replace") if encoding else base64.b64encode(data).decode()
             return {"observedContentType": observed, "mode": mode, "data": text, "encoding": encoding or "BASE64"}
 
+        metadata = {"eventId": str(uuid.uuid4()), "inferenceTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        if inference_id:
+            metadata["inferenceId"] = inference_id  # what ground-truth labels are joined on
         line = json.dumps(
             {
                 "captureData": {
                     "endpointInput": side(body, content_type, "INPUT"),
                     "endpointOutput": side(payload, mime, "OUTPUT"),
                 },
-                "eventMetadata": {"eventId": str(uuid.uuid4()), "inferenceTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+                "eventMetadata": metadata,
                 "eventVersion": "0",
             }
         )
         with self._lock, self._file_for(now).open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
+
+
+class BackgroundCapture:
+    """Data capture off the request path: a queue and one writer thread per worker.
+
+    A failed or dropped write is counted and logged, and never reaches the client: SageMaker's
+    own capture is best-effort too. The counters are what `make status` shows.
+    """
+
+    def __init__(self, capture: DataCapture, on_change: Callable[[dict[str, Any]], None], size: int = 10_000) -> None:
+        self._capture = capture
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=size)
+        self._on_change = on_change
+        self.stats: dict[str, Any] = {"captured": 0, "failed": 0, "dropped": 0, "last_error": ""}
+        self._thread = threading.Thread(target=self._write, name="data-capture", daemon=True)
+        self._thread.start()
+
+    def record(self, *args: Any) -> None:
+        try:
+            self._queue.put_nowait(args)
+        except queue.Full:
+            self.stats["dropped"] += 1
+            self._on_change(self.stats)
+
+    def _write(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._capture.record(*item)
+                self.stats["captured"] += 1
+            except Exception as error:  # best-effort: a full disk or a bad directory stops capture only
+                self.stats["failed"] += 1
+                self.stats["last_error"] = f"{type(error).__name__}: {error}"
+                print(f"data capture failed: {self.stats['last_error']}", file=sys.stderr, flush=True)
+                self._on_change(self.stats)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then stop (a worker's graceful exit)."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        self._thread.join(timeout)
 
 
 def load_program(model_dir: Path) -> ModuleType:
@@ -106,93 +210,242 @@ class Model:
         self.module = module
         self.model = module.model_fn(str(model_dir))
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+    def invoke(self, body: bytes | str, content_type: str, accept: str) -> tuple[bytes, str]:
         data = self.module.input_fn(body, content_type)
         prediction = self.module.predict_fn(data, self.model)
         payload, mime = self.module.output_fn(prediction, accept)
         return (payload.encode() if isinstance(payload, str) else payload), mime
 
 
-def make_handler(model: Model, capture: DataCapture | None = None) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "mlops-local-sklearn"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            sys.stderr.write(f"{self.address_string()} {format % args}\n")
-
-        def _send(self, status: int, body: bytes, mime: str = "text/plain") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", mime)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            if self.path == "/ping":
-                self._send(HTTPStatus.OK, b"")
-            else:
-                self._send(HTTPStatus.NOT_FOUND, b"use GET /ping or POST /invocations\n")
-
-        def do_POST(self) -> None:
-            if self.path != "/invocations":
-                self._send(HTTPStatus.NOT_FOUND, b"use POST /invocations\n")
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"payload exceeds 6 MB\n")
-                return
-            body = self.rfile.read(length)
-            content_type = self.headers.get("Content-Type", "text/csv")
-            try:
-                payload, mime = model.invoke(body, content_type, self.headers.get("Accept", "application/json"))
-            except Exception as exc:  # the container answers every handler error over HTTP
-                status = (
-                    HTTPStatus.UNSUPPORTED_MEDIA_TYPE
-                    if type(exc).__name__ == "UnsupportedFormatError"
-                    else HTTPStatus.BAD_REQUEST
-                    if isinstance(exc, ValueError)
-                    else HTTPStatus.INTERNAL_SERVER_ERROR
-                )
-                self._send(status, f"{type(exc).__name__}: {exc}\n".encode())
-                return
-            if capture is not None:
-                capture.record(body, content_type, payload, mime)
-            self._send(HTTPStatus.OK, payload, mime)
-
-    return Handler
-
-
-def serve(
-    model_tarball: Path, workdir: Path, host: str, port: int, ready_file: Path, capture: DataCapture | None = None
-) -> None:
-    model_dir = workdir / "model"
+def extract(tarball: Path, model_dir: Path) -> None:
+    """model.tar.gz into the model directory, as SageMaker unpacks it into /opt/ml/model."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(model_tarball) as archive:
+    with tarfile.open(tarball) as archive:
         archive.extractall(model_dir, filter="data")
+
+
+def unpack(tarball: Path, model_dir: Path) -> Model:
+    """What the container does at start: unpack model.tar.gz, import code/inference.py, call model_fn."""
+    extract(tarball, model_dir)
+    return Model(load_program(model_dir), model_dir)
+
+
+def response_type(mime: str) -> str:
+    """The Content-Type Werkzeug sends for a response whose mimetype is `mime`."""
+    if "charset=" in mime:
+        return mime
+    base = mime.split(";")[0].strip().lower()
+    if (
+        base.startswith("text/")
+        or base in _CHARSET_TYPES
+        or (base.startswith("application/") and base.endswith("+xml"))
+    ):
+        return f"{mime}; charset=utf-8"
+    return mime
+
+
+class ContainerApp:
+    """The WSGI application: the container's answers for /ping and /invocations."""
+
+    def __init__(
+        self,
+        model: Model,
+        capture: BackgroundCapture | None = None,
+        body_timeout: float = 60.0,
+        log: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True),
+    ) -> None:
+        self.model = model
+        self.capture = capture
+        self.body_timeout = body_timeout
+        self.log = log
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        if path == "/ping":
+            if method not in ("GET", "HEAD"):
+                return self._send(
+                    start_response, "405 METHOD NOT ALLOWED", ERROR_405, HTML, [("Allow", "GET, HEAD, OPTIONS")]
+                )
+            return self._send(start_response, "200 OK", b"", JSON)
+        if path == "/invocations":
+            if method != "POST":
+                return self._send(
+                    start_response, "405 METHOD NOT ALLOWED", ERROR_405, HTML, [("Allow", "OPTIONS, POST")]
+                )
+            return self._invoke(environ, start_response)
+        # nginx answers every path the container does not serve.
+        return self._send(start_response, "404 Not Found", b"{}", "application/octet-stream")
+
+    def _send(
+        self,
+        start_response: StartResponse,
+        status: str,
+        body: bytes,
+        mime: str,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> list[bytes]:
+        headers = [("Content-Type", mime), ("Content-Length", str(len(body))), *(extra or [])]
+        start_response(status, headers)
+        return [body]
+
+    def _read_body(self, environ: Environ, start_response: StartResponse) -> bytes | list[bytes]:
+        """The request body, or the response that refuses it (413, 408, 400)."""
+        stream = environ["wsgi.input"]
+        # A client that stops sending mid-body would hold this thread for ever without a timeout.
+        client = environ.get("gunicorn.socket")
+        if isinstance(client, socket.socket):
+            client.settimeout(self.body_timeout)
+        declared = environ.get("CONTENT_LENGTH")
+        length = int(declared) if declared else None  # gunicorn has refused anything but digits
+        try:
+            if length is not None and length > MAX_BODY:
+                self._discard(stream, length)
+                return self._too_large(start_response)
+            body = stream.read(length) if length is not None else stream.read(MAX_BODY + 1)
+        except (TimeoutError, OSError):
+            return self._send(
+                start_response, "408 Request Timeout", b"the request body did not arrive in time\n", "text/plain"
+            )
+        if len(body) > MAX_BODY:
+            return self._too_large(start_response)
+        if length is not None and len(body) < length:
+            return self._send(start_response, "400 Bad Request", b"the request body ended early\n", "text/plain")
+        return bytes(body)
+
+    def _discard(self, stream: Any, length: int) -> None:
+        remaining = min(length, DRAIN_LIMIT)
+        while remaining > 0 and (chunk := stream.read(min(remaining, 1 << 20))):
+            remaining -= len(chunk)
+
+    def _too_large(self, start_response: StartResponse) -> list[bytes]:
+        message = f"the request body exceeds {MAX_BODY // (1024 * 1024)} MB, SageMaker's InvokeEndpoint limit\n"
+        return self._send(start_response, "413 Request Entity Too Large", message.encode(), "text/plain")
+
+    def _invoke(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        body = self._read_body(environ, start_response)
+        if isinstance(body, list):
+            return body
+        content_type = environ.get("HTTP_CONTENTTYPE") or environ.get("CONTENT_TYPE") or JSON
+        accept = environ.get("HTTP_ACCEPT") or ""
+        accept = DEFAULT_ACCEPT if accept in ("", "*/*") else accept
+        data: bytes | str = body.decode("utf-8", errors="replace") if content_type in TEXT_BODIES else body
+        try:
+            payload, mime = self.model.invoke(data, content_type, accept)
+        except Exception:
+            # The container logs the traceback and answers Flask's generic 500, whatever the error.
+            self.log(f"handler error (answered 500, as the container does):\n{traceback.format_exc()}")
+            return self._send(start_response, "500 INTERNAL SERVER ERROR", ERROR_500, HTML)
+        if self.capture is not None:
+            inference_id = environ.get("HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID")
+            self.capture.record(body, content_type, payload, mime, inference_id)
+        return self._send(start_response, "200 OK", payload, response_type(mime))
+
+
+# ---- the process: gunicorn, the serving state, and the version a master serves ----
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def worker_file(root: Path, pid: int) -> Path:
+    return root / "workers" / f"{pid}.json"
+
+
+def build_app(root: Path, capture_dir: Path | None, endpoint_name: str, body_timeout: float) -> ContainerApp:
+    """A worker's application: the model that <root>/serving.json names, loaded as the container loads it."""
+    serving = read_json(root / "serving.json")
+    model_dir = Path(serving["model_dir"])  # unpacked and checked by the deploy (`check`)
     model = Model(load_program(model_dir), model_dir)
-    server = ThreadingHTTPServer((host, port), make_handler(model, capture))
-    # SIGTERM is how the endpoint manager retires an old version; finish cleanly.
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    bound_port = server.server_address[1]
-    atomic.write_text(ready_file, json.dumps({"pid": os.getpid(), "port": bound_port}))
-    print(f"serving {model_tarball} on http://{host}:{bound_port}", file=sys.stderr, flush=True)
-    with server:
-        server.serve_forever()
+    state = {"pid": os.getpid(), "version": serving["version"], "model_uri": serving["model_uri"]}
+
+    def publish(stats: dict[str, Any] | None = None) -> None:
+        atomic.write_text(worker_file(root, os.getpid()), json.dumps({**state, "capture": stats or {}}))
+
+    capture = None
+    if capture_dir is not None:
+        capture = BackgroundCapture(DataCapture(capture_dir, endpoint_name), publish)
+    publish(capture.stats if capture else None)
+    return ContainerApp(model, capture, body_timeout)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication  # the server only; checks and tests do without
+
+    root: Path = args.root
+    capture_dir: Path | None = args.capture_dir
+
+    class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type information
+        def load_config(self) -> None:
+            settings = {
+                "bind": f"{args.host}:{args.port}",
+                # The container's settings: one worker per core, a 60 s worker timeout. gthread
+                # rather than gevent: the same answers, without gevent's monkey-patching.
+                "workers": args.workers,
+                "worker_class": "gthread",
+                "threads": args.threads,
+                "timeout": 60,
+                "graceful_timeout": 30,
+                "keepalive": 2,
+                "backlog": 2048,
+                "loglevel": "info",
+                "errorlog": "-",
+                "preload_app": False,  # each worker loads what serving.json names; SIGHUP switches
+                "when_ready": lambda server: atomic.write_text(
+                    root / "server.json",
+                    json.dumps({"pid": os.getpid(), "port": server.LISTENERS[0].sock.getsockname()[1]}),
+                ),
+                "worker_exit": lambda server, worker: _retire(root, worker),
+                # Newer gunicorn opens a control socket in ~/.gunicorn, shared by every server of
+                # the user; endpoints are controlled by signals here.
+                "control_socket_disable": True,
+            }
+            for key, value in settings.items():
+                if key in self.cfg.settings:  # a setting this gunicorn does not know is one it lacks
+                    self.cfg.set(key, value)
+
+        def load(self) -> ContainerApp:
+            return build_app(root, capture_dir, args.endpoint_name, args.body_timeout)
+
+    Server().run()
+    return 0
+
+
+def _retire(root: Path, worker: Any) -> None:
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, ContainerApp) and app.capture is not None:
+        app.capture.close()
+    worker_file(root, worker.pid).unlink(missing_ok=True)
+
+
+def check(args: argparse.Namespace) -> int:
+    """Unpack and load a model as a worker would; exit 0 if it could serve."""
+    try:
+        unpack(args.model, args.model_dir)
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--ready-file", type=Path, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--capture-dir", type=Path, help="write SageMaker data-capture records here")
-    parser.add_argument("--endpoint-name", default="local")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="serve the endpoint whose state is in --root")
+    run.add_argument("--root", type=Path, required=True, help="the endpoint's directory (serving.json, workers/)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=0)
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    run.add_argument("--threads", type=int, default=4)
+    run.add_argument("--body-timeout", type=float, default=60.0)
+    run.add_argument("--capture-dir", type=Path, help="write SageMaker data-capture records here")
+    run.add_argument("--endpoint-name", default="local")
+    verify = commands.add_parser("check", help="load a model as a worker would")
+    verify.add_argument("--model", type=Path, required=True)
+    verify.add_argument("--model-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    capture = DataCapture(args.capture_dir, args.endpoint_name) if args.capture_dir else None
-    serve(args.model, args.workdir, args.host, args.port, args.ready_file, capture)
-    return 0
+    return serve(args) if args.command == "serve" else check(args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ STATUS_STYLE = {
     "skipped": "dim",
     "failed": "red",
     "rejected": "yellow",
+    "interrupted": "yellow",
     "not run": "dim",
 }
 
@@ -48,17 +49,33 @@ class Summary:
     paths: dict[str, str] = field(default_factory=dict)
     error: str = ""
     _clock: float = field(default_factory=time.perf_counter, repr=False)
+    _running: str | None = field(default=None, repr=False)
 
     def step(self, name: str, action: Callable[[], T], detail: Callable[[T], str] = lambda _: "") -> T:
         started = time.perf_counter()
+        self._running = name
         try:
             result = action()
-        except Exception as exc:
-            status = "rejected" if isinstance(exc, GateRejectedError) else "failed"
-            self.steps.append(StepRecord(name, status, time.perf_counter() - started, str(exc).splitlines()[0]))
+        except BaseException as exc:
+            status = (
+                "rejected"
+                if isinstance(exc, GateRejectedError)
+                else "interrupted"
+                if isinstance(exc, KeyboardInterrupt)
+                else "failed"
+            )
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            self.steps.append(StepRecord(name, status, time.perf_counter() - started, reason))
             raise
+        finally:
+            self._running = None
         self.steps.append(StepRecord(name, "ok", time.perf_counter() - started, detail(result)))
         return result
+
+    def failed_step(self) -> str | None:
+        """The step that was running when the run stopped, if one was."""
+        failed = [record.name for record in self.steps if record.status in ("failed", "interrupted")]
+        return failed[-1] if failed else self._running
 
     def mark(self, name: str, status: str, detail: str = "") -> None:
         self.steps.append(StepRecord(name, status, 0.0, detail))
@@ -83,6 +100,7 @@ class Summary:
             "model": self.model,
             "paths": self.paths,
             "error": self.error,
+            "failed_step": self.failed_step() if self.status in ("failed", "interrupted") else None,
         }
 
     def write(self, state_dir: Path) -> Path:

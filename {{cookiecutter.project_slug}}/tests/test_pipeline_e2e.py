@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import pytest
 
 from ml import pipeline, schema
 from ml.__main__ import main
-from ml.backends.base import ModelPackage
+from ml.backends.base import ModelPackage, ModelVersion
 from ml.config import load_config
 from ml.context import Context, make_context
 from ml.errors import EndpointError
@@ -173,11 +174,34 @@ def test_a_model_that_cannot_start_leaves_the_old_one_serving(champion: Champion
     evaluation = tmp_path / "evaluation.json"
     evaluation.write_text("{}")
     artifacts = ctx.backends.artifacts
-    version = ctx.backends.registry.register(
-        ModelPackage(artifacts.put(broken), artifacts.put(evaluation), "broken", "PendingManualApproval", {}, {})
-    )
-    with pytest.raises(EndpointError, match="previous version keeps serving"):
+    # Approved (else the endpoint refuses it before trying), but never registered: no later test
+    # finds it as the champion.
+    package = ModelPackage(artifacts.put(broken), artifacts.put(evaluation), "broken", "Approved", {}, {})
+    version = ModelVersion(99, ctx.backends.registry.group, "2026-01-01T00:00:00+00:00", package)
+    with pytest.raises(EndpointError, match="cannot be served, so it was not deployed; v1 keeps serving"):
         ctx.backends.endpoint.deploy(version)
+    status = ctx.backends.endpoint.status()
+    assert status is not None and status.healthy and status.version == 1
+
+
+def test_a_rejected_version_is_never_served_nor_passes_verify(champion: Champion) -> None:
+    ctx = fresh_context()
+    # The champion's own model, registered again as Rejected: only the approval status differs.
+    served = ctx.backends.registry.get(1).package
+    rejected = ctx.backends.registry.register(
+        ModelPackage(served.model_uri, served.evaluation_uri, "rejected-copy", "Rejected", {}, {})
+    )
+    with pytest.raises(EndpointError, match=f"v{rejected.version} is Rejected: only Approved versions are served"):
+        ctx.backends.endpoint.deploy(rejected)
+    # Written into the desired state by hand, it is refused by deploy and verify alike.
+    before = ctx.backends.desired_state.path.read_bytes()
+    ctx.backends.desired_state.write(rejected.version)
+    try:
+        assert main(["deploy"]) == 1
+        assert main(["verify"]) == 1
+        assert main(["check-deployable"]) == 1
+    finally:
+        ctx.backends.desired_state.path.write_bytes(before)
     status = ctx.backends.endpoint.status()
     assert status is not None and status.healthy and status.version == 1
 
@@ -198,9 +222,11 @@ def test_the_endpoint_speaks_the_sagemaker_serving_contract(champion: Champion) 
     assert _request(f"{status.url}/ping") == (200, b"")
     code, body = _request(f"{status.url}/invocations", row)
     assert code == 200 and json.loads(body)["predictions"][0]["label"] in (0, 1)
-    assert _request(f"{status.url}/invocations", b"1,2\n")[0] == 400
-    assert _request(f"{status.url}/invocations", b"x", "application/x-npy")[0] == 415
-    assert _request(f"{status.url}/nowhere")[0] == 404
+    # As the SageMaker scikit-learn container answers (tests/serving/ proves it against its code):
+    # every handler error is a 500, never 400 or 415.
+    assert _request(f"{status.url}/invocations", b"1,2\n")[0] == 500
+    assert _request(f"{status.url}/invocations", b"x", "application/x-npy")[0] == 500
+    assert _request(f"{status.url}/nowhere") == (404, b"{}")
 
 
 def test_each_step_runs_on_its_own_as_the_make_targets_do(
@@ -236,14 +262,24 @@ def test_verify_checks_the_served_version_and_smoke_tests(champion: Champion) ->
 def test_the_endpoint_captures_requests_in_the_sagemaker_format(champion: Champion) -> None:
     ctx = fresh_context()
     row = ",".join(str(v) for v in good_frame().iloc[0][list(schema.FEATURES)])
-    ctx.backends.endpoint.invoke(f"{row}\n".encode(), "text/csv", "application/json")
+    ctx.backends.endpoint.invoke(f"{row}\n".encode(), "text/csv", "application/json", inference_id="e2e-capture")
+    # Capture is written in the background, off the request path: wait for the record to land.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(
+        "e2e-capture" in path.read_text() for path in ctx.backends.endpoint.capture(champion.state).rglob("*.jsonl")
+    ):
+        time.sleep(0.05)
     files = sorted(ctx.backends.endpoint.capture(champion.state).rglob("*.jsonl"))
     assert files and files[0].relative_to(champion.state / "endpoint" / "data-capture").parts[:2] == (
         ctx.backends.endpoint.name,
         "AllTraffic",
     )
-    last = json.loads(files[-1].read_text().splitlines()[-1])
+    last = next(
+        json.loads(line) for path in reversed(files) for line in reversed(path.read_text().splitlines())
+        if "e2e-capture" in line
+    )  # fmt: skip
     assert last["eventVersion"] == "0" and last["eventMetadata"]["eventId"]
+    assert last["eventMetadata"]["inferenceId"] == "e2e-capture"
     assert last["captureData"]["endpointInput"] == {
         "observedContentType": "text/csv",
         "mode": "INPUT",

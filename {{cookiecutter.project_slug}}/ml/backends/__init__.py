@@ -49,6 +49,8 @@ def local_backends(config: Config) -> Backends:
             startup_timeout=config.serve.startup_timeout_seconds,
             project_root=PROJECT_ROOT,
             warm=warm,
+            workers=config.serve.workers or None,
+            body_timeout=config.serve.body_timeout_seconds,
         ),
         desired_state=StackConfigFile(state / "desired-state" / "Pulumi.local.yaml", prefix),
         warm=warm,

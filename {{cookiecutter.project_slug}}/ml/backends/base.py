@@ -81,6 +81,7 @@ class EndpointStatus:
     version: int
     url: str
     healthy: bool
+    detail: str = ""  # what a person should know: a server that is gone, capture that fails
 
 
 class ArtifactStore(Protocol):
@@ -136,7 +137,9 @@ class Endpoint(Protocol):
 
     def status(self) -> EndpointStatus | None: ...
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> bytes: ...
+    def invoke(self, body: bytes, content_type: str, accept: str, inference_id: str | None = None) -> bytes:
+        """The endpoint's answer; inference_id is recorded with the captured request (for ground truth)."""
+        ...
 
     def capture(self, scratch: Path) -> Path:
         """A local directory holding the captured requests (data-capture JSON Lines)."""

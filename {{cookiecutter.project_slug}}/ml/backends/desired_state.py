@@ -9,6 +9,7 @@ promotion is a one-line diff that `git revert` undoes.
 from __future__ import annotations
 
 import io
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +30,26 @@ class StackConfigFile:
         self._yaml = YAML()
         self._yaml.preserve_quotes = True
 
+    def _fix(self) -> str:
+        """How to repair the file: a committed stack file comes back from git, local state is re-made."""
+        tracked = subprocess.run(
+            ["git", "ls-files", "--error-unmatch", self.path.name], cwd=self.path.parent, capture_output=True
+        ) if self.path.parent.is_dir() else None  # fmt: skip
+        if tracked is not None and tracked.returncode == 0:
+            return f"fix it, or restore it: `git checkout -- {self.path}`"
+        return f"fix it, or delete it and promote again (`make promote VERSION=<n>` writes a new {self.path.name})"
+
     def _load(self) -> CommentedMap:
         if not self.path.exists():
             return CommentedMap()
         try:
             document = self._yaml.load(self.path.read_text(encoding="utf-8"))
         except Exception as exc:  # ruamel raises several unrelated types for bad YAML
-            raise ConfigError(f"{self.path} is not valid YAML ({exc}); fix or restore it from git") from exc
+            raise ConfigError(f"{self.path} is not valid YAML ({exc}); {self._fix()}") from exc
         if document is None:
             return CommentedMap()
         if not isinstance(document, CommentedMap):
-            raise ConfigError(f"{self.path} must be a YAML mapping with a 'config:' section")
+            raise ConfigError(f"{self.path} must be a YAML mapping with a 'config:' section; {self._fix()}")
         return document
 
     def read(self) -> int | None:

@@ -1,9 +1,16 @@
-"""An endpoint on loopback: one `python -m ml.serving` process per deployed version.
+"""An endpoint on loopback: one gunicorn master (ml/serving.py) per endpoint, one model version at a time.
 
-A new version starts beside the old one and takes over only once /ping answers, so a
-bad model never replaces a good one: the local rehearsal of a blue/green deployment.
-The server's interpreter can be started ahead (prepare()), importing what serving needs
-while evaluation runs; the deploy then only unpacks and loads the model.
+The first deploy starts the master; it keeps its listening socket (and its port) for as long as
+it runs. A later deploy first checks that the new model loads, in a process of its own, then
+names it in serving.json and sends the master SIGHUP: new workers load it, old workers finish
+their requests and exit. So a bad model never replaces a good one, a version switch drops no
+request, and the URL stays the same: the local rehearsal of a blue/green deployment.
+
+Everything started is recorded before it is waited for (endpoint.json, starting.json) with its
+start time and command line (ml/processes.py), and signalled only while it still matches; an
+interrupted deploy stops what it started, and `make stop` also stops servers that a killed
+deploy never recorded. The server's interpreter can be started ahead (prepare()), importing
+what serving needs while earlier steps run.
 """
 
 from __future__ import annotations
@@ -12,27 +19,51 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
+import socket
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ml import atomic
 from ml.backends.base import ArtifactStore, EndpointStatus, ModelVersion
 from ml.backends.warm import WarmInterpreter, WarmStarts, imports_of
 from ml.errors import EndpointError
+from ml.processes import ProcessRecord, tagged
+from ml.serving import extract
 
 _POLL = 0.01
 
 
 @dataclass(frozen=True)
-class _Record:
-    pid: int
+class _Serving:
+    """endpoint.json: the server and the version it serves."""
+
+    server: ProcessRecord
     port: int
     version: int
     model_uri: str
+
+    @classmethod
+    def load(cls, path: Path) -> _Serving | None:
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                ProcessRecord.from_json(data["server"]), int(data["port"]), int(data["version"]), data["model_uri"]
+            )
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+    def save(self, path: Path) -> None:
+        body = {
+            "server": self.server.to_json(),
+            "port": self.port,
+            "version": self.version,
+            "model_uri": self.model_uri,
+        }
+        atomic.write_text(path, json.dumps(body, indent=2))
 
 
 class LocalEndpoint:
@@ -46,6 +77,8 @@ class LocalEndpoint:
         startup_timeout: float = 60.0,
         project_root: Path | None = None,
         warm: WarmStarts | None = None,
+        workers: int | None = None,
+        body_timeout: float = 60.0,
     ) -> None:
         self.name = name
         self.root = root
@@ -54,35 +87,61 @@ class LocalEndpoint:
         self._port = port
         self._timeout = startup_timeout
         self._project_root = project_root or Path(__file__).resolve().parents[2]
-        self._state = root / "endpoint.json"
+        self._warm = warm or WarmStarts()
+        self._workers = workers or os.cpu_count() or 1
+        self._body_timeout = body_timeout
+        self._record_file = root / "endpoint.json"
+        self._starting_file = root / "starting.json"
+        self._serving_file = root / "serving.json"
+        self.log = root / "server.log"
         # Data capture, as a real-time endpoint with DataCaptureConfig writes it to S3.
         self.capture_dir = root / "data-capture"
-        self._warm = warm or WarmStarts()
+
+    @property
+    def tag(self) -> str:
+        """In the command line of every server process of this endpoint, so each can be found."""
+        return f"mlops-endpoint:{self.root.resolve()}"
+
+    # ---- interpreters started ahead ----
 
     def _server_env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(self._project_root), "SAGEMAKER_PROGRAM": "inference.py"}
 
-    def _interpreter(self) -> WarmInterpreter:
+    def _preload(self) -> list[str]:
+        # What ml/serving.py, the model's inference.py and train.py (which names the estimator's
+        # modules unpickling needs) import; not ml.serving itself, which runs as __main__.
         ml = self._project_root / "ml"
-        # What ml/serving.py and the model's inference.py import, and train.py's imports, which name
-        # the estimator's modules unpickling needs; not ml.serving itself, which runs as __main__
-        # (`python -m ml.serving`) once the deploy says which model to serve.
-        preload = imports_of([ml / "serving.py", ml / "inference.py", ml / "train.py"])
+        return ["gunicorn.app.base", *imports_of([ml / "serving.py", ml / "inference.py", ml / "train.py"])]
+
+    def _server_interpreter(self) -> WarmInterpreter:
         # Its own session: the server outlives `make deploy`, like a real endpoint.
-        return WarmInterpreter(preload, die_with_parent=False, new_session=True, env=self._server_env())
+        return WarmInterpreter(
+            self._preload(), die_with_parent=False, new_session=True, env=self._server_env(), tag=self.tag
+        )
+
+    def _check_interpreter(self) -> WarmInterpreter:
+        return WarmInterpreter(self._preload(), env=self._server_env())
 
     def prepare(self) -> None:
-        """Queue the server's interpreter; it imports while earlier steps run."""
-        self._warm.prepare("server", self._interpreter)
+        """Queue the interpreter the next deploy needs: a model check if a server runs, else the server."""
+        serving = self._current()
+        if serving is not None:
+            self._warm.prepare("check", self._check_interpreter)
+        else:
+            self._warm.prepare("server", self._server_interpreter)
+
+    # ---- state ----
 
     def _url(self, port: int) -> str:
         return f"http://{self._host}:{port}"
 
-    def _record(self) -> _Record | None:
-        try:
-            return _Record(**json.loads(self._state.read_text()))
-        except (FileNotFoundError, json.JSONDecodeError, TypeError):
-            return None
+    def _record(self) -> _Serving | None:
+        return _Serving.load(self._record_file)
+
+    def _current(self) -> _Serving | None:
+        """The recorded server, if it is still the process that was recorded."""
+        record = self._record()
+        return record if record is not None and record.server.alive() else None
 
     def _ping(self, port: int) -> bool:
         try:
@@ -91,77 +150,200 @@ class LocalEndpoint:
         except (urllib.error.URLError, OSError):
             return False
 
+    def _workers_state(self) -> list[dict[str, Any]]:
+        states = []
+        for path in sorted((self.root / "workers").glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                state = json.loads(path.read_text())
+                if _pid_alive(int(state["pid"])):
+                    states.append(state)
+        return states
+
     def status(self) -> EndpointStatus | None:
         record = self._record()
         if record is None:
             return None
-        healthy = _alive(record.pid) and self._ping(record.port)
-        return EndpointStatus(self.name, record.version, self._url(record.port), healthy)
+        if not record.server.alive():
+            return EndpointStatus(
+                self.name, record.version, self._url(record.port), False, "its server is gone: run `make deploy`"
+            )
+        healthy = self._ping(record.port)
+        failed = sum(int(w.get("capture", {}).get("failed", 0)) + int(w.get("capture", {}).get("dropped", 0))
+                     for w in self._workers_state())  # fmt: skip
+        detail = "" if healthy else "running, but /ping does not answer"
+        if failed:
+            errors = [w["capture"].get("last_error", "") for w in self._workers_state() if w.get("capture")]
+            detail = f"data capture lost {failed} record(s) (last error: {next((e for e in errors if e), '?')})"
+        return EndpointStatus(self.name, record.version, self._url(record.port), healthy, detail)
+
+    # ---- deploy ----
 
     def deploy(self, version: ModelVersion) -> EndpointStatus:
-        current = self.status()
-        if current and current.healthy and current.version == version.version:
-            return current
-        workdir = self.root / "versions" / f"v{version.version}-{time.time_ns()}"
-        tarball = self._artifacts.get(version.package.model_uri, workdir / "model.tar.gz")
-        ready = workdir / "ready.json"
-        log = workdir / "server.log"
+        if not version.approved:
+            raise EndpointError(
+                f"v{version.version} is {version.package.approval_status}: only Approved versions are served. "
+                "Promote an approved version (`make status` lists them)."
+            )
+        self._clean_interrupted_start()
+        current = self._current()
+        if current is not None and current.version == version.version and self._ping(current.port):
+            return EndpointStatus(self.name, current.version, self._url(current.port), True)
+        keeps = (
+            f"v{current.version} keeps serving"
+            if current is not None
+            else "nothing was serving before, and nothing serves now"
+        )
+        model_dir = self.root / "versions" / f"v{version.version}-{time.time_ns()}"
+        try:
+            tarball = self._artifacts.get(version.package.model_uri, model_dir.parent / f"{model_dir.name}.tar.gz")
+        except FileNotFoundError as error:
+            raise EndpointError(f"cannot deploy v{version.version}: {error}; {keeps}") from None
+        serving = {"version": version.version, "model_uri": version.package.model_uri, "model_dir": str(model_dir)}
+        if current is None:
+            return self._start(version, tarball, serving, keeps)
+        return self._switch(current, version, tarball, serving, keeps)
+
+    def _check(self, tarball: Path, model_dir: Path, keeps: str) -> None:
+        """Load the model in a process of its own, as a worker would, before any worker is asked to."""
+        log = model_dir.parent / f"{model_dir.name}.check.log"
         log.touch()
-        interpreter = self._warm.take("server", self._interpreter)
+        interpreter = self._warm.take("check", self._check_interpreter)
         process = interpreter.run(
             "ml.serving",
-            ["--model", str(tarball), "--workdir", str(workdir), "--ready-file", str(ready), "--host", self._host,
-             "--port", str(self._port), "--capture-dir", str(self.capture_dir), "--endpoint-name", self.name],
+            ["check", "--model", str(tarball), "--model-dir", str(model_dir)],
             cwd=self._project_root,
             env=self._server_env(),
             log=log,
             module=True,
-        )  # fmt: skip
-        port = self._wait_ready(process, ready, log)
-        previous = self._record()
-        atomic.write_text(
-            self._state, json.dumps(asdict(_Record(process.pid, port, version.version, version.package.model_uri)))
         )
-        if previous and previous.pid != process.pid:
-            _terminate(previous.pid)
+        try:
+            code = process.wait(timeout=self._timeout)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        if code != 0:
+            raise EndpointError(f"the new model cannot be served, so it was not deployed; {keeps}.\n{_tail(log)}")
+
+    def _start(self, version: ModelVersion, tarball: Path, serving: dict[str, Any], keeps: str) -> EndpointStatus:
+        model_dir = Path(serving["model_dir"])
+        self._reserve_port()
+        # Unpacked here, once; each worker then loads it (ml/serving.py, build_app).
+        extract(tarball, model_dir)
+        atomic.write_text(self._serving_file, json.dumps(serving))
+        (self.root / "server.json").unlink(missing_ok=True)
+        self.log.touch()
+        interpreter = self._warm.take("server", self._server_interpreter)
+        process = interpreter.run(
+            "ml.serving",
+            ["serve", "--root", str(self.root), "--host", self._host, "--port", str(self._port),
+             "--workers", str(self._workers), "--body-timeout", str(self._body_timeout),
+             "--capture-dir", str(self.capture_dir), "--endpoint-name", self.name],
+            cwd=self._project_root,
+            env=self._server_env(),
+            log=self.log,
+            module=True,
+        )  # fmt: skip
+        server = ProcessRecord.of(process.pid)
+        # Recorded before it is waited for: if this deploy dies, the next one (or `make stop`) stops it.
+        atomic.write_text(self._starting_file, json.dumps(server.to_json()))
+        try:
+            port = self._wait_for(version.version, lambda: process.poll() is None, keeps)
+        except BaseException:
+            server.stop(grace=2)
+            process.wait()
+            self._starting_file.unlink(missing_ok=True)
+            raise
+        _Serving(server, port, version.version, version.package.model_uri).save(self._record_file)
+        self._starting_file.unlink(missing_ok=True)
         return EndpointStatus(self.name, version.version, self._url(port), True)
 
-    def _wait_ready(self, process: subprocess.Popen[bytes], ready: Path, log: Path) -> int:
+    def _switch(
+        self, current: _Serving, version: ModelVersion, tarball: Path, serving: dict[str, Any], keeps: str
+    ) -> EndpointStatus:
+        self._check(tarball, Path(serving["model_dir"]), keeps)
+        previous = self._serving_file.read_text() if self._serving_file.exists() else None
+        atomic.write_text(self._serving_file, json.dumps(serving))
+        try:
+            current.server.signal(signal.SIGHUP)
+            port = self._wait_for(version.version, current.server.alive, keeps)
+        except BaseException:
+            # Back to the version that served: workers started for the new one are replaced again.
+            if previous is not None:
+                atomic.write_text(self._serving_file, previous)
+                current.server.signal(signal.SIGHUP)
+            raise
+        _Serving(current.server, port, version.version, version.package.model_uri).save(self._record_file)
+        return EndpointStatus(self.name, version.version, self._url(port), True)
+
+    def _wait_for(self, version: int, running: Any, keeps: str) -> int:
+        """The port, once a worker of `version` is up and /ping answers."""
         deadline = time.monotonic() + self._timeout
+        port: int | None = None
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            if not running():
                 raise EndpointError(
-                    f"the model server exited with code {process.returncode} before it was ready; "
-                    f"the previous version keeps serving.\n{_tail(log)}\nFull log: {log}"
+                    f"the model server exited before v{version} was ready; {keeps}.\n{_tail(self.log)}\n"
+                    f"Full log: {self.log}"
                 )
-            if ready.exists():
-                port = int(json.loads(ready.read_text())["port"])
-                if self._ping(port):
-                    return port
+            if port is None:
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    port = int(json.loads((self.root / "server.json").read_text())["port"])
+            ready = port is not None and any(w.get("version") == version for w in self._workers_state())
+            if ready and port is not None and self._ping(port):
+                return port
             time.sleep(_POLL)
-        process.kill()
-        process.wait()
         raise EndpointError(
-            f"the model server did not answer /ping within {self._timeout:.0f}s; the previous "
-            f"version keeps serving. Raise [serve].startup_timeout_seconds or read {log}"
+            f"the model server did not serve v{version} within {self._timeout:.0f}s; {keeps}. "
+            f"Raise [serve].startup_timeout_seconds or read {self.log}"
         )
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
-        record = self._record()
-        if record is None or not _alive(record.pid):
+    def _reserve_port(self) -> None:
+        """A fixed [serve].port must be free when the endpoint starts: say so at once, not after retries."""
+        if self._port == 0:
+            return
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self._host, self._port))
+            except OSError as error:
+                raise EndpointError(
+                    f"[serve].port {self._port} is in use by another program ({error}); free it, or set "
+                    "[serve].port = 0 in mlops.toml to pick a free port"
+                ) from None
+
+    def _clean_interrupted_start(self) -> None:
+        """A server that a deploy started and never recorded as serving (it was interrupted): stop it."""
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            ProcessRecord.from_json(json.loads(self._starting_file.read_text())).stop(grace=2)
+        self._starting_file.unlink(missing_ok=True)
+
+    # ---- traffic ----
+
+    def invoke(self, body: bytes, content_type: str, accept: str, inference_id: str | None = None) -> bytes:
+        record = self._current()
+        if record is None:
             raise EndpointError(f"endpoint {self.name} is not serving; run `make deploy` first")
         # Always http://<loopback>:<port>, built above; never a user-supplied scheme.
         request = urllib.request.Request(  # noqa: S310
             f"{self._url(record.port)}/invocations",
             data=body,
             method="POST",
-            headers={"Content-Type": content_type, "Accept": accept},
+            headers={
+                "Content-Type": content_type,
+                "Accept": accept,
+                # What invoke_endpoint's InferenceId becomes; data capture records it.
+                **({"X-Amzn-SageMaker-Inference-Id": inference_id} if inference_id else {}),
+            },
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
                 return bytes(response.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip()
+            if exc.code == 500:
+                # The container answers every handler error with a generic page; its log has the reason.
+                detail = f"the model's handlers raised an error: {_last_error(self.log)} (server log: {self.log})"
             raise EndpointError(f"endpoint {self.name} answered HTTP {exc.code}: {detail}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise EndpointError(f"endpoint {self.name} did not answer ({exc}); `make status` shows its health") from exc
@@ -170,18 +352,22 @@ class LocalEndpoint:
         return self.capture_dir
 
     def stop(self) -> bool:
+        """Stop the recorded server and any server of this endpoint that nothing recorded."""
+        stopped = False
         record = self._record()
-        if record is None:
-            return False
-        _terminate(record.pid)
-        self._state.unlink(missing_ok=True)
-        return True
+        if record is not None:
+            stopped = record.server.stop()
+        self._clean_interrupted_start()
+        for orphan in tagged(self.tag):
+            stopped = orphan.stop(grace=2) or stopped
+        for path in (self._record_file, self._serving_file, self.root / "server.json"):
+            path.unlink(missing_ok=True)
+        for path in (self.root / "workers").glob("*.json"):
+            path.unlink(missing_ok=True)
+        return stopped
 
 
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that already exited
-            return False
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -191,16 +377,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _terminate(pid: int, grace: float = 5.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(_POLL)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def _tail(log: Path, lines: int = 15) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no server log)"
+
+
+def _last_error(log: Path) -> str:
+    """The last exception line the server logged for a handler error."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no server log)"
+    block = text.rsplit("handler error", 1)[-1] if "handler error" in text else ""
+    lines = [line for line in block.splitlines() if line and not line.startswith((" ", "Traceback", "["))]
+    return lines[-1] if lines else "see the server log"

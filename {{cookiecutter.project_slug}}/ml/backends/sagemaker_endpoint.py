@@ -98,16 +98,23 @@ class SageMakerEndpoint:
                 raise EndpointError(f"endpoint {self.name} did not become InService with v{version}")
             time.sleep(self._poll)
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
+    def invoke(self, body: bytes, content_type: str, accept: str, inference_id: str | None = None) -> bytes:
         try:
             response = self._runtime.invoke_endpoint(
-                EndpointName=self.name, Body=body, ContentType=content_type, Accept=accept
+                EndpointName=self.name,
+                Body=body,
+                ContentType=content_type,
+                Accept=accept,
+                **({"InferenceId": inference_id} if inference_id else {}),
             )
         except ClientError as error:
             details = error.response
             code = details.get("OriginalStatusCode") or details.get("ResponseMetadata", {}).get("HTTPStatusCode")
             message = details.get("OriginalMessage") or details.get("Error", {}).get("Message", "")
-            raise EndpointError(f"endpoint {self.name} answered HTTP {code}: {message}") from None
+            # The container answers every handler error with a bare 500; the reason is in its log.
+            stream = details.get("LogStreamArn")
+            where = f"; the container's log has the reason: {stream}" if stream else ""
+            raise EndpointError(f"endpoint {self.name} answered HTTP {code}: {message}{where}") from None
         return bytes(response["Body"].read())
 
     def capture(self, scratch: Path) -> Path:

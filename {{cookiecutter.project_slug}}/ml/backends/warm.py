@@ -122,9 +122,11 @@ class WarmInterpreter:
         die_with_parent: bool = True,
         new_session: bool = False,
         env: Mapping[str, str] | None = None,
+        tag: str = "",
     ) -> None:
         self.preload = tuple(preload)
-        settings = {"preload": list(self.preload), "die_with_parent": die_with_parent}
+        # The tag sits in the command line, so the process can be found by what started it.
+        settings = {"preload": list(self.preload), "die_with_parent": die_with_parent, "tag": tag}
         self.watched = False  # set when a WarmStarts watcher reads the ready byte
         self.process = subprocess.Popen(
             [sys.executable, "-c", _BOOT, json.dumps(settings)],

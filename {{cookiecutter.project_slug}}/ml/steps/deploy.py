@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ml.backends.base import ModelVersion
 from ml.context import Context
 from ml.errors import PipelineError
 
@@ -16,6 +17,29 @@ class DeployResult:
     changed: bool
 
 
+def deployable(ctx: Context, version: int) -> ModelVersion:
+    """The registered version, if it may reach traffic: Approved, with its model stored.
+
+    Every path that can put a model in front of traffic asks this first: promote, deploy, verify,
+    and `make infra-up` before `pulumi up` creates the SageMaker model in AWS.
+    """
+    try:
+        model = ctx.backends.registry.get(version)
+    except LookupError as error:
+        raise PipelineError(f"v{version} cannot be deployed: {error}") from None
+    if not model.approved:
+        raise PipelineError(
+            f"v{version} is {model.package.approval_status}: only Approved versions reach traffic. "
+            "Promote an approved version instead (`make status` lists them)."
+        )
+    if not ctx.backends.artifacts.exists(model.package.model_uri):
+        raise PipelineError(
+            f"v{version}'s model {model.package.model_uri} is missing from the artifact store, so it cannot be "
+            "served; promote another version, or restore the artifact"
+        )
+    return model
+
+
 def run(ctx: Context) -> DeployResult:
     backends = ctx.backends
     desired = backends.desired_state.read()
@@ -23,7 +47,7 @@ def run(ctx: Context) -> DeployResult:
         raise PipelineError(
             f"{backends.desired_state.path} names no model version yet; run `make pipeline` (or `make promote`) first"
         )
-    model = backends.registry.get(desired)
+    model = deployable(ctx, desired)
     before = backends.endpoint.status()
     with ctx.progress(f"deploying v{desired} to {backends.endpoint.name}"):
         status = backends.endpoint.deploy(model)

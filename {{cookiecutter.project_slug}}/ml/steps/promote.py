@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ml.backends.base import DesiredState
 from ml.context import Context
 from ml.errors import PipelineError
+from ml.steps.deploy import deployable
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,9 @@ def run(ctx: Context, version: int, target: DesiredState | None = None) -> Promo
     """Promote version; target is another environment's desired state (default: this one's)."""
     backends = ctx.backends
     try:
-        model = backends.registry.get(version)
-    except LookupError as exc:
+        model = deployable(ctx, version)
+    except PipelineError as exc:
         raise PipelineError(f"cannot promote: {exc}") from None
-    if not model.approved:
-        raise PipelineError(
-            f"cannot promote v{version}: its approval status is {model.package.approval_status}. "
-            "Only versions that passed the gate can be promoted."
-        )
     state = target or backends.desired_state
     previous = state.read()
     changed = state.write(version, monitoring_keys(model.package.lineage))

@@ -22,6 +22,7 @@ class RegisterResult:
     version: int
     approval_status: str
     group: str
+    fingerprint: str = ""  # the training it registered: `make promote` refuses an older step's result
 
 
 def build_lineage(ctx: Context, data: DataResult, trained: TrainResult) -> dict[str, str]:
@@ -63,7 +64,8 @@ def run(ctx: Context, data: DataResult, trained: TrainResult, evaluation: Evalua
             lineage={**build_lineage(ctx, data, trained), **store_baseline(ctx, trained.model_uri)},
         )
     )
-    result = RegisterResult(version.version, version.package.approval_status, registry.group)
+    result = RegisterResult(version.version, version.package.approval_status, registry.group, trained.fingerprint)
+    ctx.save("register", result)  # rejected too: a later `make promote` must not take an older result
     if not evaluation.passed:
         failures = GateDecision(False, [Check(**check) for check in evaluation.checks]).failures
         champion = registry.champion()

@@ -14,6 +14,7 @@ from typing import Any
 from ml import schema
 from ml.context import Context
 from ml.errors import EndpointError
+from ml.monitor import SMOKE_TEST_ID
 from ml.steps.data import DataResult
 
 
@@ -59,23 +60,32 @@ def run(ctx: Context, data: DataResult) -> SmokeResult:
     lines = [",".join(row[name] for name in schema.FEATURES) for row in sample]
     accept = "application/json"
 
-    batch = _predictions(endpoint.invoke(("\n".join(lines) + "\n").encode(), "text/csv", accept), len(sample))
+    batch = _predictions(
+        endpoint.invoke(("\n".join(lines) + "\n").encode(), "text/csv", accept, inference_id=f"{SMOKE_TEST_ID}csv"),
+        len(sample),
+    )
     instances = [{name: float(row[name]) for name in schema.FEATURES} for row in sample]
     as_json = json.dumps({"instances": instances}).encode()
-    if _predictions(endpoint.invoke(as_json, "application/json", accept), len(sample)) != batch:
+    if _predictions(endpoint.invoke(as_json, "application/json", accept, f"{SMOKE_TEST_ID}json"), len(sample)) != batch:
         raise EndpointError("smoke test: CSV and JSON requests for the same rows disagree")
+    # A bad row must be refused. The SageMaker container answers every handler error with a bare
+    # HTTP 500, locally as in AWS, so what is checked is the refusal and that it says where the
+    # reason is (the server log locally, the CloudWatch log stream in AWS), not a status code.
     try:
-        endpoint.invoke(b"1,2,3\n", "text/csv", accept)
+        endpoint.invoke(b"1,2,3\n", "text/csv", accept, inference_id=f"{SMOKE_TEST_ID}bad-row")
     except EndpointError as exc:
-        if "HTTP 400" not in str(exc):
-            raise
+        refusal = str(exc)
     else:
         raise EndpointError("smoke test: a row with 3 features was accepted; input validation is broken")
+    if "log" not in refusal:
+        raise EndpointError(
+            f"smoke test: a bad row was refused, but the answer does not say where the reason is: {refusal}"
+        )
 
     latencies = []
-    for line in lines:
+    for number, line in enumerate(lines):
         started = time.perf_counter()
-        _predictions(endpoint.invoke(f"{line}\n".encode(), "text/csv", accept), 1)
+        _predictions(endpoint.invoke(f"{line}\n".encode(), "text/csv", accept, f"{SMOKE_TEST_ID}{number}"), 1)
         latencies.append((time.perf_counter() - started) * 1000)
     requests = 3 + len(lines)
     truth = [int(row[schema.LABEL]) for row in sample]

@@ -1,0 +1,93 @@
+"""Processes the project starts and later signals, recorded so that only they are ever signalled.
+
+A pid alone is not an identity: once a process ends, the system hands its number to the next
+one. So every long-lived process (the model server) is recorded with its start time and command
+line, and a recorded process is signalled only while all three still match. Processes also
+carry a tag in their command line (ml/backends/warm.py), so `make stop` can find one that a
+killed deploy never recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psutil
+
+_POLL = 0.02
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    pid: int
+    started: float  # seconds since the epoch, as the system reports the process's creation
+    command: str  # a digest of the command line (the full one can be long)
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRecord:
+        process = psutil.Process(pid)
+        return cls(pid, process.create_time(), command_digest(process.cmdline()))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProcessRecord:
+        return cls(int(data["pid"]), float(data["started"]), str(data["command"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def alive(self) -> bool:
+        """The recorded process is still running: same pid, same start time, same command line."""
+        try:
+            process = psutil.Process(self.pid)
+            same = (
+                abs(process.create_time() - self.started) < 0.05 and command_digest(process.cmdline()) == self.command
+            )
+            return same and process.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return False
+
+    def signal(self, number: int) -> bool:
+        """Send a signal if, and only if, the recorded process is still the one running."""
+        if not self.alive():
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, number)
+        return True
+
+    def stop(self, grace: float = 10.0) -> bool:
+        """SIGTERM, then SIGKILL after `grace` seconds; False if it was not running."""
+        if not self.signal(signal.SIGTERM):
+            return False
+        deadline = time.monotonic() + grace
+        while self.alive() and time.monotonic() < deadline:
+            _reap(self.pid)
+            time.sleep(_POLL)
+        self.signal(signal.SIGKILL)
+        _reap(self.pid)
+        return True
+
+
+def _reap(pid: int) -> None:
+    # Our own child that exited stays a zombie until it is waited for.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def command_digest(command: list[str] | tuple[str, ...]) -> str:
+    return hashlib.sha256("\0".join(command).encode()).hexdigest()[:16]
+
+
+def tagged(tag: str) -> list[ProcessRecord]:
+    """Running processes of this user whose command line carries `tag`."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "create_time", "uids"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            command = process.info["cmdline"] or []
+            if any(tag in part for part in command) and process.pid != os.getpid():
+                found.append(ProcessRecord(process.pid, process.info["create_time"], command_digest(command)))
+    return found
