@@ -451,11 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         console.print(f"[bold red]error:[/] {escape(unexpected(ctx, exc, args.command))}", highlight=False)
         return 1
-    finally:
-        # Nothing allocated here is needed any more: skip the collector's last pass over pandas and
-        # numpy at exit, a tenth of a second of every command.
-        gc.freeze()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The process ends here: skip the collector's last pass over pandas and numpy at exit, a tenth
+    # of a second of every command (only here: in a longer-lived caller, freezing would keep garbage).
+    gc.freeze()
+    sys.exit(code)

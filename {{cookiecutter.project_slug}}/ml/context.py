@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -15,7 +14,7 @@ from rich.console import Console
 
 from ml import atomic
 from ml.backends import Backends, make_backends
-from ml.backends.warm import WarmInterpreter, imports_of
+from ml.backends.warm import Job
 from ml.config import PROJECT_ROOT, Config, load_config
 from ml.errors import PipelineError
 
@@ -28,28 +27,28 @@ class Context:
     _backends: Backends | None
     console: Console
     # Work that does not block the next step (drawing plots), awaited by wait_background().
-    _background: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list, repr=False)
+    _background: list[tuple[str, Job, Path]] = field(default_factory=list, repr=False)
 
     def prepare_background(self, module: str) -> None:
-        """Queue the interpreter of a later `in_background(module)`, so its imports start early."""
-        self.backends.warm.prepare(f"background:{module}", lambda: _background_interpreter(module))
+        """Get ready for a later `in_background(module)`: the fork server it comes from starts now."""
+        self.backends.forks.prepare()
 
     def in_background(self, name: str, module: str, arguments: list[str], log: Path) -> None:
         """Run `python -m <module> <arguments>` from the project root while the caller goes on."""
-        interpreter = self.backends.warm.take(f"background:{module}", lambda: _background_interpreter(module))
         log.parent.mkdir(parents=True, exist_ok=True)
         log.touch()
-        process = interpreter.run(module, arguments, cwd=PROJECT_ROOT, env=_background_env(), log=log, module=True)
-        self._background.append((name, process, log))
+        job = self.backends.forks.start(module, arguments, cwd=PROJECT_ROOT, env=_background_env(), log=log, module=True)
+        self._background.append((name, job, log))
 
     def wait_background(self) -> None:
         """Wait for every background task; any that failed stops the run, with the end of its log."""
         failures = []
         while self._background:
-            name, process, log = self._background.pop(0)
-            if process.wait() != 0:
+            name, job, log = self._background.pop(0)
+            code = job.wait()
+            if code != 0:
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-                failures.append(f"{name} failed (exit {process.returncode}):\n{tail}\nFull log: {log}")
+                failures.append(f"{name} failed (exit {code}):\n{tail}\nFull log: {log}")
         if failures:
             raise PipelineError("\n".join(failures))
 
@@ -93,11 +92,6 @@ class Context:
 def _background_env() -> dict[str, str]:
     # matplotlib draws to files: no display, whatever the machine has.
     return {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "MPLBACKEND": "Agg"}
-
-
-def _background_interpreter(module: str) -> WarmInterpreter:
-    source = PROJECT_ROOT.joinpath(*module.split(".")).with_suffix(".py")
-    return WarmInterpreter(imports_of([source]), env=_background_env())
 
 
 def make_context(config: Config | None = None, console: Console | None = None) -> Context:

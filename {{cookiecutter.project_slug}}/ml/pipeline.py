@@ -36,16 +36,11 @@ def run(ctx: Context, summary: Summary) -> Summary:
     return result
 
 
-def prepare_training(ctx: Context) -> None:
-    """Queue the interpreters of the processes a training run starts, in the order it needs them.
-
-    Each starts importing (pandas, scikit-learn, matplotlib) on a core the current step leaves
-    idle, so the train and evaluation jobs, the plots and the model server start warm.
-    """
-    ctx.backends.jobs.prepare(lineage.model_code_files())  # training
-    ctx.backends.jobs.prepare(lineage.model_code_files())  # evaluation
+def prepare_jobs(ctx: Context) -> None:
+    """Start the fork server the train and evaluation jobs and the plots come from: it imports
+    pandas and scikit-learn on the core the data step leaves idle."""
+    ctx.backends.jobs.prepare(lineage.model_code_files())
     ctx.prepare_background("ml.plots")
-    ctx.backends.endpoint.prepare()
 
 
 def _run(ctx: Context, summary: Summary) -> Summary:
@@ -57,15 +52,20 @@ def _run(ctx: Context, summary: Summary) -> Summary:
         }
     )
     # An unchanged data set and model need none of them: an unchanged re-run starts nothing.
-    prepared = not data_step.cached(ctx)
-    if prepared:
-        prepare_training(ctx)
+    training = not data_step.cached(ctx)
+    if training:
+        prepare_jobs(ctx)
     data = summary.step("data", lambda: data_step.run(ctx), lambda r: f"{r.rows} rows, hash {r.data_hash[:12]}")
     ctx.save("data", data)
     if data.reused:
         summary.steps[-1].status = "reused"
-    if not prepared and train_step.reusable(ctx, data) is None:
-        prepare_training(ctx)
+    if not training and train_step.reusable(ctx, data) is None:
+        training = True
+        prepare_jobs(ctx)
+    if training:
+        # The model server's interpreter, one step behind the fork server so the two do not
+        # slow each other: it imports while the model trains, and is ready when the deploy comes.
+        backends.endpoint.prepare()
     trained = summary.step(
         "train",
         lambda: train_step.run(ctx, data),

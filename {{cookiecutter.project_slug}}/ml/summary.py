@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.table import Table
 
-from ml import atomic
+from ml import atomic, faults
 from ml.errors import GateRejectedError
 
 T = TypeVar("T")
@@ -55,7 +55,9 @@ class Summary:
         started = time.perf_counter()
         self._running = name
         try:
+            faults.at("before", name)
             result = action()
+            faults.at("after", name)
         except BaseException as exc:
             status = (
                 "rejected"

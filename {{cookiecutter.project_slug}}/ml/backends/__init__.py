@@ -6,14 +6,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ml import names
+from ml import lineage, names
 from ml.backends.base import ArtifactStore, DesiredState, Endpoint, JobRunner, ModelRegistry
 from ml.backends.desired_state import StackConfigFile
 from ml.backends.local_artifacts import LocalArtifactStore
 from ml.backends.local_endpoint import LocalEndpoint
 from ml.backends.local_jobs import LocalJobRunner
 from ml.backends.local_registry import LocalModelRegistry
-from ml.backends.warm import WarmStarts
+from ml.backends.warm import ForkServer, WarmStarts, imports_of
 from ml.config import PROJECT_ROOT, Config
 from ml.errors import ConfigError
 
@@ -25,21 +25,33 @@ class Backends:
     jobs: JobRunner
     endpoint: Endpoint
     desired_state: DesiredState
-    # Interpreters started ahead of the processes this run will start (ml/backends/warm.py).
+    # Processes started ahead of the work this run will do (ml/backends/warm.py): the fork server
+    # jobs, checks and plots come from, and the model server's interpreter.
+    forks: ForkServer
     warm: WarmStarts
+
+
+def job_preload() -> list[str]:
+    """What the project's jobs import: the container scripts and the model server's check.
+
+    Not matplotlib: the fork server forks nothing until every import is done, and the plots,
+    drawn in the background, import it themselves.
+    """
+    ml = PROJECT_ROOT / "ml"
+    return imports_of([*lineage.model_code_files(), ml / "serving.py"])
 
 
 def local_backends(config: Config) -> Backends:
     state = config.state_dir
     prefix = config.project.resource_prefix
     artifacts = LocalArtifactStore(state / "artifacts")
-    warm = WarmStarts()
+    warm, forks = WarmStarts(), ForkServer(job_preload())
     return Backends(
         artifacts=artifacts,
         registry=LocalModelRegistry(
             state / "registry.sqlite", names.model_package_group_name(prefix, "local"), artifacts
         ),
-        jobs=LocalJobRunner(state / "jobs", artifacts, warm),
+        jobs=LocalJobRunner(state / "jobs", artifacts, forks),
         endpoint=LocalEndpoint(
             names.endpoint_name(prefix, "local"),
             state / "endpoint",
@@ -49,10 +61,12 @@ def local_backends(config: Config) -> Backends:
             startup_timeout=config.serve.startup_timeout_seconds,
             project_root=PROJECT_ROOT,
             warm=warm,
+            forks=forks,
             workers=config.serve.workers or None,
             body_timeout=config.serve.body_timeout_seconds,
         ),
         desired_state=StackConfigFile(state / "desired-state" / "Pulumi.local.yaml", prefix),
+        forks=forks,
         warm=warm,
     )
 
@@ -113,6 +127,7 @@ def aws_backends(config: Config) -> Backends:
             capture_uri=f"s3://{outputs.artifacts_bucket}/data-capture/{endpoint_name}/",
         ),
         desired_state=stack_file(config, config.env),
+        forks=ForkServer(job_preload()),
         warm=WarmStarts(),
     )
 

@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ml import atomic
+from ml import atomic, faults
 from ml.backends.base import ArtifactStore, EndpointStatus, ModelVersion
-from ml.backends.warm import WarmInterpreter, WarmStarts, imports_of
+from ml.backends.warm import ForkServer, WarmInterpreter, WarmStarts, imports_of
 from ml.errors import EndpointError
 from ml.processes import ProcessRecord, tagged
 from ml.serving import extract
@@ -77,6 +78,7 @@ class LocalEndpoint:
         startup_timeout: float = 60.0,
         project_root: Path | None = None,
         warm: WarmStarts | None = None,
+        forks: ForkServer | None = None,
         workers: int | None = None,
         body_timeout: float = 60.0,
     ) -> None:
@@ -88,6 +90,7 @@ class LocalEndpoint:
         self._timeout = startup_timeout
         self._project_root = project_root or Path(__file__).resolve().parents[2]
         self._warm = warm or WarmStarts()
+        self._forks = forks or ForkServer(self._preload())
         self._workers = workers or os.cpu_count() or 1
         self._body_timeout = body_timeout
         self._record_file = root / "endpoint.json"
@@ -119,15 +122,14 @@ class LocalEndpoint:
             self._preload(), die_with_parent=False, new_session=True, env=self._server_env(), tag=self.tag
         )
 
-    def _check_interpreter(self) -> WarmInterpreter:
-        return WarmInterpreter(self._preload(), env=self._server_env())
-
     def prepare(self) -> None:
-        """Queue the interpreter the next deploy needs: a model check if a server runs, else the server."""
-        serving = self._current()
-        if serving is not None:
-            self._warm.prepare("check", self._check_interpreter)
+        """Get ready for a deploy: the fork server for a model check if a server runs, else the server's
+        interpreter. With no server running, a fixed [serve].port in use fails here, before any training.
+        """
+        if self._current() is not None:
+            self._forks.prepare()
         else:
+            self._reserve_port()
             self._warm.prepare("server", self._server_interpreter)
 
     # ---- state ----
@@ -207,8 +209,7 @@ class LocalEndpoint:
         """Load the model in a process of its own, as a worker would, before any worker is asked to."""
         log = model_dir.parent / f"{model_dir.name}.check.log"
         log.touch()
-        interpreter = self._warm.take("check", self._check_interpreter)
-        process = interpreter.run(
+        process = self._forks.start(
             "ml.serving",
             ["check", "--model", str(tarball), "--model-dir", str(model_dir)],
             cwd=self._project_root,
@@ -216,12 +217,16 @@ class LocalEndpoint:
             log=log,
             module=True,
         )
+        timer = threading.Timer(self._timeout, process.kill)
+        timer.start()
         try:
-            code = process.wait(timeout=self._timeout)
+            code = process.wait()
         except BaseException:
             process.kill()
             process.wait()
             raise
+        finally:
+            timer.cancel()
         if code != 0:
             raise EndpointError(f"the new model cannot be served, so it was not deployed; {keeps}.\n{_tail(log)}")
 
@@ -234,6 +239,10 @@ class LocalEndpoint:
         (self.root / "server.json").unlink(missing_ok=True)
         self.log.touch()
         interpreter = self._warm.take("server", self._server_interpreter)
+        # Recorded before it is told to serve: if this deploy dies from here on, the next deploy
+        # (or `make stop`) stops it. The waiting interpreter is the process that will serve.
+        server = ProcessRecord.of(interpreter.pid)
+        atomic.write_text(self._starting_file, json.dumps(server.to_json()))
         process = interpreter.run(
             "ml.serving",
             ["serve", "--root", str(self.root), "--host", self._host, "--port", str(self._port),
@@ -244,9 +253,7 @@ class LocalEndpoint:
             log=self.log,
             module=True,
         )  # fmt: skip
-        server = ProcessRecord.of(process.pid)
-        # Recorded before it is waited for: if this deploy dies, the next one (or `make stop`) stops it.
-        atomic.write_text(self._starting_file, json.dumps(server.to_json()))
+        faults.at("during", "deploy")
         try:
             port = self._wait_for(version.version, lambda: process.poll() is None, keeps)
         except BaseException:
@@ -266,6 +273,7 @@ class LocalEndpoint:
         atomic.write_text(self._serving_file, json.dumps(serving))
         try:
             current.server.signal(signal.SIGHUP)
+            faults.at("during", "deploy")
             port = self._wait_for(version.version, current.server.alive, keeps)
         except BaseException:
             # Back to the version that served: workers started for the new one are replaced again.

@@ -5,8 +5,9 @@ toolkit provides, hyperparameters as --name value arguments, and its model direc
 is packed into model.tar.gz. A processing job gets /opt/ml/processing-style input and
 output directories. So a script that runs here runs unchanged in the real container.
 
-Each job runs in its own interpreter (ml/backends/warm.py), started ahead when the pipeline
-says which job comes next, so its imports overlap with the step before.
+Each job is a process of its own, forked from a fork server that imported the jobs' libraries
+once (ml/backends/warm.py), started when the pipeline says jobs will come, so the imports
+overlap with the steps before.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import shutil
 import tarfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from ml.backends.base import (
@@ -27,7 +27,7 @@ from ml.backends.base import (
     TrainingResult,
     TrainingSpec,
 )
-from ml.backends.warm import WarmInterpreter, WarmStarts, imports_of
+from ml.backends.warm import ForkServer, imports_of
 from ml.errors import JobFailedError
 
 _LOG_TAIL = 20
@@ -38,19 +38,19 @@ class LocalJobRunner:
     # proves a job past its limit is stopped (it shortens this rather than wait).
     SECOND = 1.0
 
-    def __init__(self, root: Path, artifacts: ArtifactStore, warm: WarmStarts | None = None) -> None:
+    def __init__(self, root: Path, artifacts: ArtifactStore, forks: ForkServer | None = None) -> None:
         self.root = root
         self._artifacts = artifacts
-        self._warm = warm or WarmStarts()
+        self._forks = forks
 
-    @staticmethod
-    def _interpreter(source_files: tuple[Path, ...]) -> tuple[str, Callable[[], WarmInterpreter]]:
-        preload = imports_of(source_files)
-        return "job:" + ",".join(preload), lambda: WarmInterpreter(preload)
+    def _fork_server(self, source_files: tuple[Path, ...]) -> ForkServer:
+        if self._forks is None:
+            self._forks = ForkServer(imports_of(source_files))
+        return self._forks
 
     def prepare(self, source_files: tuple[Path, ...]) -> None:
-        """Queue the interpreter of a job that runs these files; it imports while earlier steps run."""
-        self._warm.prepare(*self._interpreter(source_files))
+        """Start the fork server the jobs running these files come from; it imports meanwhile."""
+        self._fork_server(source_files).prepare()
 
     def _prepare(self, job_name: str, source_files: tuple[Path, ...]) -> Path:
         job_dir = self.root / job_name
@@ -120,15 +120,14 @@ class LocalJobRunner:
     ) -> float:
         log = job_dir / "job.log"
         log.touch()
-        interpreter = self._warm.take(*self._interpreter(spec.source_files))
-        started = time.perf_counter()
-        process = interpreter.run(
+        process = self._fork_server(spec.source_files).start(
             spec.entry_point.name,
             arguments,
             cwd=job_dir / "code",
             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
             log=log,
         )
+        started = time.perf_counter()
         # SageMaker stops a job at MaxRuntimeInSeconds. A timer kills it here; waiting without a
         # timeout notices the job's end at once (a timed wait polls, up to 50 ms late).
         stopped = threading.Event()
@@ -141,6 +140,10 @@ class LocalJobRunner:
         timer.start()
         try:
             code = process.wait()
+        except BaseException:  # Ctrl-C in the pipeline: the job goes with it
+            process.kill()
+            process.wait()
+            raise
         finally:
             timer.cancel()
         if stopped.is_set():

@@ -1,47 +1,59 @@
-"""Interpreters started ahead of the job that will use them.
+"""Processes started ahead of the work that will use them.
 
-Most of a small job's time is a fresh Python importing pandas and scikit-learn. While one
-step runs (on one core), the local backends start the next job's interpreter on the other:
-it imports what the job's scripts import, then waits. When the job starts, the interpreter
-receives the script, its arguments, environment and working directory, and only then runs it
-as `python script.py args...` would (`__main__`, sys.argv, sys.path[0], the cwd), so the
-SageMaker container contract holds: the script sees SM_* variables, arguments and
-directories exactly as in a fresh process.
+Most of a small job's time is a fresh Python importing pandas and scikit-learn. Two mechanisms
+take that off the critical path:
 
-Interpreters start one after another (WarmStarts): each begins importing once the one before
-it is ready, so two importers never fight over two cores while a job runs. An interpreter that
-is never used exits when its parent closes its stdin; a job's interpreter also ends when its
-parent dies, so no job outlives a killed pipeline.
+- Jobs (training, evaluation, a model check, the plots) are forked from one fork server that
+  imported what their scripts import, once per run (ForkServer). A job receives its script,
+  arguments, environment and working directory when it starts, and runs them as
+  `python script.py args...` would (`__main__`, sys.argv, sys.path[0], the cwd), so the
+  SageMaker container contract holds. The fork server starts when a run says jobs will come
+  (prepare), and imports while the steps before them run.
+- The model server, which outlives the command that starts it, gets an interpreter of its own,
+  started ahead and waiting (WarmInterpreter, WarmStarts).
+
+Nothing outlives what started it by accident: a job dies with the process that started it, an
+interpreter that is never used exits when its parent closes its stdin or dies (even mid-import),
+and only a server's interpreter survives the deploy that told it to serve, as an endpoint does.
 """
 
 from __future__ import annotations
 
 import ast
+import atexit
 import contextlib
 import json
+import multiprocessing
 import os
+import runpy
+import signal
 import subprocess
 import sys
 import threading
+import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # Runs in the new interpreter. Kept to the standard library and free of project imports.
 _BOOT = r"""
 import json, os, runpy, sys, threading, time
 
-def watch_parent(parent):
-    # A job dies with the pipeline that started it (os.getppid changes when the parent dies).
-    while True:
+started = threading.Event()
+
+def watch_parent(parent, during_job):
+    # An interpreter dies with the process that started it (os.getppid changes when that dies):
+    # always while it waits, and during its job too unless the job must outlive it (a server).
+    while during_job or not started.is_set():
         if os.getppid() != parent:
             os._exit(137)
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 settings = json.loads(sys.argv[1])
 parent = os.getppid()
-if settings["die_with_parent"]:
-    threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
+threading.Thread(target=watch_parent, args=(parent, settings["die_with_parent"]), daemon=True).start()
 for name in settings["preload"]:
     try:
         __import__(name)
@@ -55,6 +67,7 @@ line = sys.stdin.readline()
 if not line:
     sys.exit(0)  # never used: the parent closed our stdin
 job = json.loads(line)
+started.set()
 log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(null, 0)
@@ -264,3 +277,120 @@ class WarmStarts:
         for slot in slots:
             if slot.interpreter is not None:
                 slot.interpreter.discard()
+
+
+def _watch(parent: int) -> None:
+    """In a job: end it when the process that started it is gone (a killed pipeline)."""
+    while True:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(137)
+        except PermissionError:
+            pass
+        time.sleep(0.1)
+
+
+def _job_main(job: dict[str, object], parent: int) -> None:
+    """In the forked child: become `python <script> <args>` in the job's directory and environment."""
+    threading.Thread(target=_watch, args=(parent,), daemon=True).start()
+    log = os.open(str(job["log"]), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+    os.chdir(str(job["cwd"]))
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in dict(job["env"]).items()})  # type: ignore[call-overload]
+    script = str(job["script"])
+    sys.argv = [script, *(str(a) for a in list(job["args"]))]  # type: ignore[call-overload]
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        if job["module"]:
+            runpy.run_module(script, run_name="__main__", alter_sys=True)
+        else:
+            sys.path[0] = str(Path(script).resolve().parent)
+            runpy.run_path(script, run_name="__main__")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        if not isinstance(stop.code, int | None):
+            print(stop.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    # What interpreter shutdown does that a job can observe (exit handlers, flushed output),
+    # without the tenth of a second it spends collecting scikit-learn and pandas.
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+class Job:
+    """A job forked from the fork server: wait for it, or kill it."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        assert self._process.pid is not None
+        return self._process.pid
+
+    def wait(self) -> int:
+        self._process.join()
+        code = self._process.exitcode
+        return code if code is not None else 1
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, AttributeError):
+            self._process.kill()
+
+
+class ForkServer:
+    """One interpreter per run that imports the jobs' libraries once; each job is a fork of it.
+
+    Built on multiprocessing's fork server: it starts on prepare() (or the first job) and imports
+    `preload` while the caller goes on; a job starts as soon as the imports are done. As with any
+    multiprocessing start method but fork, a program run as a script (not `python -m`) that
+    starts jobs must keep its work under `if __name__ == "__main__":`.
+    """
+
+    def __init__(self, preload: Iterable[str]) -> None:
+        self.preload = ["ml.backends.warm", *preload]
+
+    def _context(self) -> Any:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(self.preload)
+        return context
+
+    def prepare(self) -> None:
+        """Start the fork server now, so its imports overlap with what runs before the jobs."""
+        from multiprocessing import forkserver
+
+        self._context()
+        forkserver.ensure_running()
+
+    def start(
+        self,
+        script: str,
+        args: Iterable[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log: Path,
+        module: bool = False,
+    ) -> Job:
+        job = {"script": script, "args": list(args), "cwd": str(cwd), "env": dict(env), "log": str(log), "module": module}
+        # Not daemonic: a job may start processes of its own (joblib, multiprocessing).
+        process = self._context().Process(target=_job_main, args=(job, os.getpid()))
+        process.start()
+        return Job(process)

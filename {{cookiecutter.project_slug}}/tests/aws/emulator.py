@@ -5,7 +5,7 @@ nothing. This emulator hooks the boto3 session's events: when a job is created, 
 the job's inputs from (moto's) S3, runs the same train.py or evaluate.py the container would,
 with the SageMaker container contract, and uploads the outputs where SageMaker would put them.
 Tests can also make a job end Failed or Stopped, a state moto cannot reach on its own.
-Each job runs in an interpreter started ahead (ml/backends/warm.py), as the local runner's do.
+Each job is forked from a fork server (ml/backends/warm.py), as the local runner's are.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ from typing import Any
 
 from moto.sagemaker.models import sagemaker_backends
 
-from ml.backends.warm import WarmInterpreter, WarmStarts, imports_of
-from ml.lineage import model_code_files
-
-KINDS = ("training", "processing")
+from ml.backends import job_preload
+from ml.backends.warm import ForkServer
 
 
 @dataclass
@@ -39,25 +37,19 @@ class ContainerEmulator:
     account: str
     requests: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"training": [], "processing": []})
     training_outcome: Outcome | None = None
-    warm: WarmStarts = field(default_factory=WarmStarts)
+    forks: ForkServer = field(default_factory=lambda: ForkServer(job_preload()))
 
-    def _interpreter(self) -> WarmInterpreter:
-        return WarmInterpreter(imports_of(model_code_files()))
-
-    def _run(self, kind: str, script: Path, arguments: list[str], env: dict[str, str], log: Path) -> None:
-        """Run a container script as the container would, in an interpreter started ahead."""
-        interpreter = self.warm.take(kind, self._interpreter)
-        self.warm.prepare(kind, self._interpreter)  # the next job of this kind starts warm too
-        process = interpreter.run(str(script), arguments, cwd=script.parent, env={**os.environ, **env}, log=log)
+    def _run(self, script: Path, arguments: list[str], env: dict[str, str], log: Path) -> None:
+        """Run a container script as the container would, forked from a server that imported its libraries."""
+        process = self.forks.start(str(script), arguments, cwd=script.parent, env={**os.environ, **env}, log=log)
         if process.wait() != 0:
             raise RuntimeError(f"{script.name} failed in the emulated container:\n{log.read_text()}")
 
     def close(self) -> None:
-        self.warm.close()
+        """Nothing to stop: the fork server ends with the test process."""
 
     def install(self) -> None:
-        for kind in KINDS:
-            self.warm.prepare(kind, self._interpreter)
+        self.forks.prepare()
         self.session.events.register("before-parameter-build.sagemaker.CreateTrainingJob", self._remember_training)
         self.session.events.register("after-call.sagemaker.CreateTrainingJob", self._run_training)
         self.session.events.register("before-parameter-build.sagemaker.CreateProcessingJob", self._remember_processing)
@@ -105,7 +97,7 @@ class ContainerEmulator:
             code = root / "input" / "data" / "code"
             entry = next(p for p in code.rglob("train.py"))
             arguments = [item for k, v in request.get("HyperParameters", {}).items() for item in (f"--{k}", v)]
-            self._run("training", entry, arguments, env, root / "job.log")
+            self._run(entry, arguments, env, root / "job.log")
             tarball = root / "model.tar.gz"
             with tarfile.open(tarball, "w:gz") as archive:
                 for item in (root / "model").iterdir():
@@ -125,7 +117,7 @@ class ContainerEmulator:
                 Path(item["S3Output"]["LocalPath"].replace("/opt/ml/processing", str(root))).mkdir(parents=True)
             entry = request["AppSpecification"]["ContainerEntrypoint"][-1].replace("/opt/ml/processing", str(root))
             arguments = [*request["AppSpecification"].get("ContainerArguments", []), "--root", str(root)]
-            self._run("processing", Path(entry), arguments, {}, root / "job.log")
+            self._run(Path(entry), arguments, {}, root / "job.log")
             for item in outputs:
                 local = Path(item["S3Output"]["LocalPath"].replace("/opt/ml/processing", str(root)))
                 for path in local.iterdir():

@@ -1,0 +1,372 @@
+"""Faults in the local runtime: kills, interrupts, two runs at once, damaged state, stale inputs.
+
+Every test runs the real command line (`python -m ml ...`) in processes of its own, with its
+own state directory, as a user's shell would, and checks what the user would then find.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ml.__main__ import main
+from ml.backends.local_artifacts import LocalArtifactStore
+from ml.backends.local_endpoint import LocalEndpoint
+from ml.config import PROJECT_ROOT, load_config
+from ml.lock import environment_lock
+from ml.processes import ProcessRecord, tagged
+from tests.conftest import write_config
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local-runtime")]
+# The kill -9 cases are in tests/test_kill_anywhere.py, a group of their own (they run beside these).
+
+
+def run(state: Path, *command: str, config: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "MLOPS_HOME": str(state), "MLOPS_ENV": "local", "COLUMNS": "200"}
+    environment.pop("MLOPS_FAULT", None)
+    environment.update(env)
+    if config is not None:
+        environment["MLOPS_CONFIG"] = str(config)
+    else:
+        environment.pop("MLOPS_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ml", *command], cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True
+    )
+
+
+def cli(state: Path, *command: str, config: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """The same command line, in this process: main() as `python -m ml` calls it, output captured.
+
+    Cheaper than a new interpreter, and it reuses this process's fork server for the jobs; the
+    tests that need a process of the command's own (a kill, Ctrl-C, a race) use run().
+    """
+    output = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {"MLOPS_HOME": str(state), "MLOPS_ENV": "local", "COLUMNS": "200", **env}.items():
+            patch.setenv(key, value)
+        patch.delenv("MLOPS_FAULT", raising=False)
+        if config is not None:
+            patch.setenv("MLOPS_CONFIG", str(config))
+        else:
+            patch.delenv("MLOPS_CONFIG", raising=False)
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            code = main(list(command))
+    return subprocess.CompletedProcess(["python", "-m", "ml", *command], code, output.getvalue(), "")
+
+
+def endpoint_tag(state: Path) -> str:
+    return f"mlops-endpoint:{(state / 'endpoint').resolve()}"
+
+
+def registry_rows(state: Path) -> list[tuple[int, str, str]]:
+    with sqlite3.connect(state / "registry.sqlite") as db:
+        return list(db.execute("SELECT version, fingerprint, approval_status FROM model_packages ORDER BY version"))
+
+
+def serving_version(state: Path) -> int | None:
+    record = state / "endpoint" / "endpoint.json"
+    return int(json.loads(record.read_text())["version"]) if record.exists() else None
+
+
+def desired_version(state: Path) -> int | None:
+    text = (state / "desired-state" / "Pulumi.local.yaml").read_text()
+    value = next(line.split(":", 2)[-1].strip().strip("'\"") for line in text.splitlines() if "model_version" in line)
+    return int(value) if value else None
+
+
+def configured(directory: Path, **sections: object) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_config(directory, **sections)
+
+
+def cleanup(state: Path) -> None:
+    """Stop whatever server a test left, as `make stop` would (in-process: no interpreter to start)."""
+    if (state / "endpoint").is_dir():
+        LocalEndpoint("cleanup", state / "endpoint", LocalArtifactStore(state / "artifacts")).stop()
+    for leftover in tagged(endpoint_tag(state)):
+        leftover.stop(grace=1)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[Path]:
+    """An empty state directory."""
+    state = tmp_path / "state"
+    try:
+        yield state
+    finally:
+        cleanup(state)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state after one `make pipeline` (v1 registered and promoted), its endpoint stopped."""
+    base = tmp_path_factory.mktemp("baseline") / "state"
+    assert cli(base, "pipeline").returncode == 0
+    assert cli(base, "stop").returncode == 0
+    return base
+
+
+@pytest.fixture
+def trained(baseline: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the baseline: v1 registered and promoted, nothing serving."""
+    state = tmp_path / "state"
+    shutil.copytree(baseline, state, ignore=shutil.ignore_patterns("locks"))
+    try:
+        yield state
+    finally:
+        cleanup(state)
+
+
+def test_ctrl_c_ends_with_one_line_and_a_failed_summary(state: Path) -> None:
+    result = run(state, "pipeline", MLOPS_FAULT="interrupt:before:train")
+    assert result.returncode == 130
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "interrupted during the train step" in " ".join(result.stdout.split())
+    summary = json.loads((state / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["failed_step"] == "train"
+
+
+def test_a_damaged_registry_ends_with_one_line_and_the_fix(trained: Path) -> None:
+    state = trained
+    (state / "registry.sqlite").write_bytes(b"this is not a database at all" * 100)
+    result = cli(state, "status")
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "damaged" in result.stdout and "make registry-check REPAIR=1" in " ".join(result.stdout.split())
+
+
+# ---- the lock ----
+
+
+def test_a_second_run_is_refused_while_one_holds_the_environment(state: Path) -> None:
+    config = load_config()
+    with environment_lock(state, config.env, "pipeline"):
+        result = cli(state, "pipeline")
+    assert result.returncode == 75
+    message = " ".join(result.stdout.split())
+    assert f"`pipeline` (pid {os.getpid()}" in message and "busy" in message
+
+
+def test_two_runs_started_together_register_one_version(state: Path) -> None:
+    environment = {**os.environ, "MLOPS_HOME": str(state), "MLOPS_ENV": "local"}
+    environment.pop("MLOPS_CONFIG", None)
+    runs = [
+        subprocess.Popen([sys.executable, "-m", "ml", "pipeline"], cwd=PROJECT_ROOT, env=environment,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    codes = sorted(process.wait() for process in runs)
+    for process in runs:
+        assert process.stdout is not None
+        process.stdout.close()
+    assert codes in ([0, 0], [0, 75])  # the second either waited its turn (and reused) or was refused
+    assert len(registry_rows(state)) == 1
+    assert len({p.pid for p in tagged(endpoint_tag(state))} - {int(p.stem) for p in (state / "endpoint" / "workers").glob("*.json")}) == 1
+
+
+# ---- the registry never restarts at v1 ----
+
+
+def test_an_emptied_registry_is_refused_and_rebuilt_with_its_numbers(trained: Path, tmp_path: Path) -> None:
+    state = trained
+    before = registry_rows(state)
+    (state / "registry.sqlite").unlink()
+    second = configured(tmp_path / "second", data={"seed": 7}, gate={"max_regression": 0.5})
+    refused = cli(state, "pipeline", config=second)
+    assert refused.returncode == 1
+    assert "is missing, but 1 version(s) were registered" in " ".join(refused.stdout.split())
+    assert cli(state, "registry-check").returncode == 1
+    assert cli(state, "registry-check", "--repair").returncode == 0
+    assert registry_rows(state) == before
+    assert cli(state, "pipeline", config=second).returncode == 0
+    assert [version for version, _, _ in registry_rows(state)] == [1, 2]  # never v1 again
+
+
+# ---- promotion: never an unseen artifact, a stale step file or an unchecked old version ----
+
+
+def test_promote_refuses_a_version_whose_model_is_gone(trained: Path) -> None:
+    state = trained
+    desired = (state / "desired-state" / "Pulumi.local.yaml").read_bytes()
+    for model in (state / "artifacts" / "sha256").glob("*/model.tar.gz"):
+        model.unlink()
+    result = cli(state, "promote", "--version", "1")
+    assert result.returncode == 1 and "missing from the artifact store" in " ".join(result.stdout.split())
+    assert (state / "desired-state" / "Pulumi.local.yaml").read_bytes() == desired
+
+
+def test_promote_without_a_version_refuses_an_earlier_trainings_result(trained: Path, tmp_path: Path) -> None:
+    state = trained
+    changed = configured(tmp_path / "changed", data={"seed": 9})
+    assert cli(state, "data", config=changed).returncode == 0
+    assert cli(state, "train", config=changed).returncode == 0
+    result = cli(state, "promote", config=changed)
+    assert result.returncode == 1 and "is not registered yet" in " ".join(result.stdout.split())
+    assert desired_version(state) == 1
+
+
+def test_an_unchanged_older_version_is_compared_with_the_champion_before_it_serves(state: Path, tmp_path: Path) -> None:
+    lenient = {"thresholds": {"roc_auc": 0.5, "accuracy": 0.5, "f1": 0.5}, "max_regression": 0.0}
+    weak = {"hyperparameters": {"n_estimators": 3, "max_depth": 1, "min_samples_leaf": 1, "random_state": 0}}
+    first = configured(tmp_path / "weak", train=weak, gate=lenient)
+    assert cli(state, "pipeline", config=first).returncode == 0
+    strong = configured(tmp_path / "strong", gate=lenient)
+    assert cli(state, "pipeline", config=strong).returncode == 0
+    assert serving_version(state) == 2
+    again = cli(state, "pipeline", config=first)  # the weak model's inputs: v1 would be reused
+    assert again.returncode == 3
+    assert "trails champion v2" in " ".join(again.stdout.split())
+    assert (desired_version(state), serving_version(state)) == (2, 2)
+
+
+# ---- early validation and messages ----
+
+
+def test_an_unknown_hyperparameter_fails_before_any_job(state: Path, tmp_path: Path) -> None:
+    typo = configured(tmp_path / "typo", train={"hyperparameters": {"n_estimatorz": 10}})
+    assert cli(state, "data", config=typo).returncode == 0
+    result = cli(state, "train", config=typo)
+    assert result.returncode == 1
+    assert "n_estimatorz, which ml/train.py does not accept" in " ".join(result.stdout.split())
+    assert not (state / "jobs").exists()
+
+
+def test_mlops_home_naming_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("")
+    result = cli(home, "status")
+    assert result.returncode == 1 and "is a file (MLOPS_HOME names it)" in " ".join(result.stdout.split())
+
+
+def test_a_damaged_local_desired_state_names_the_local_fix(trained: Path) -> None:
+    state = trained
+    (state / "desired-state" / "Pulumi.local.yaml").write_text("config: [unclosed")
+    result = cli(state, "deploy")
+    message = " ".join(result.stdout.split())
+    assert result.returncode == 1 and "delete it and promote again" in message and "git" not in message
+
+
+def test_status_says_when_nothing_is_desired_yet(state: Path) -> None:
+    result = cli(state, "status")
+    assert result.returncode == 0 and "desired state: no version yet" in result.stdout and "vNone" not in result.stdout
+
+
+# ---- processes: recorded, matched, cleaned up ----
+
+
+def test_stop_never_signals_a_process_that_took_the_recorded_pid(state: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        record = ProcessRecord.of(stranger.pid)
+        # The record names the stranger's pid, but another start time: it is not our server.
+        endpoint_dir = state / "endpoint"
+        endpoint_dir.mkdir(parents=True)
+        forged = {"pid": record.pid, "started": record.started - 1000, "command": record.command}
+        (endpoint_dir / "endpoint.json").write_text(
+            json.dumps({"server": forged, "port": 1, "version": 1, "model_uri": "local://x"})
+        )
+        assert cli(state, "stop").returncode == 0
+        assert stranger.poll() is None, "stop signalled a process that is not the endpoint"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_an_interrupted_deploy_leaves_no_server_behind(state: Path) -> None:
+    killed = run(state, "pipeline", MLOPS_FAULT="kill:during:deploy")
+    assert killed.returncode == -signal.SIGKILL
+    leftovers = tagged(endpoint_tag(state))
+    assert leftovers, "the killed deploy had started a server: this test needs one to clean up"
+    assert cli(state, "stop").returncode == 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and tagged(endpoint_tag(state)):
+        time.sleep(0.05)
+    assert tagged(endpoint_tag(state)) == []
+
+
+def test_a_job_dies_with_a_killed_pipeline(state: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "job.pid"
+    code = tmp_path / "slow_train.py"
+    code.write_text(f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import sys\nfrom pathlib import Path\n"
+        "from ml.backends.base import TrainingSpec\nfrom ml.backends.local_artifacts import LocalArtifactStore\n"
+        "from ml.backends.local_jobs import LocalJobRunner\n"
+        f"root = Path({str(tmp_path)!r})\nscript = Path({str(code)!r})\n"
+        "if __name__ == '__main__':  # jobs are forked by multiprocessing, which re-reads a script's main\n"
+        "    runner = LocalJobRunner(root / 'jobs', LocalArtifactStore(root / 'artifacts'))\n"
+        "    runner.train(TrainingSpec('slow', script, (script,), {}, {}, 600))\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(driver)], cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not marker.exists():
+        time.sleep(0.05)
+    job = int(marker.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _running(job):
+        time.sleep(0.05)
+    assert not _running(job), "the training job outlived the pipeline that started it"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its parent to reap it."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_fixed_port_survives_version_switches(trained: Path, tmp_path: Path) -> None:
+    import socket
+
+    state = trained
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fixed = configured(tmp_path / "fixed", serve={"port": port})
+    assert cli(state, "deploy", config=fixed).returncode == 0
+    second = configured(tmp_path / "fixed2", serve={"port": port}, data={"seed": 11}, gate={"max_regression": 0.5})
+    assert cli(state, "pipeline", config=second).returncode == 0
+    record = json.loads((state / "endpoint" / "endpoint.json").read_text())
+    assert (record["port"], record["version"]) == (port, 2)
+
+
+def test_a_fixed_port_in_use_is_refused_at_once(state: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        fixed = configured(tmp_path / "busy", serve={"port": squatter.getsockname()[1]})
+        result = cli(state, "pipeline", config=fixed)
+    assert result.returncode == 1 and "is in use by another program" in " ".join(result.stdout.split())
+
+
+def test_gc_keeps_the_recent_and_the_serving(trained: Path, tmp_path: Path) -> None:
+    state = trained
+    assert cli(state, "deploy").returncode == 0  # v1 serves, unpacked
+    config = configured(tmp_path / "s21", data={"seed": 21}, gate={"max_regression": 0.5})
+    assert cli(state, "pipeline", config=config).returncode == 0  # v2 serves; v1's folders remain
+    assert len(list((state / "jobs").iterdir())) == 4  # a train and an eval job per run
+    assert len([p for p in (state / "endpoint" / "versions").glob("v*") if p.is_dir()]) >= 2
+    assert cli(state, "gc", "--keep", "1").returncode == 0
+    assert len(list((state / "jobs").iterdir())) == 1
+    versions = [p for p in (state / "endpoint" / "versions").glob("v*") if p.is_dir()]
+    serving = json.loads((state / "endpoint" / "serving.json").read_text())["model_dir"]
+    assert [str(p) for p in versions] == [serving]
+    assert cli(state, "smoke-test", config=config).returncode == 0
