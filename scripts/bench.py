@@ -14,6 +14,7 @@ Prints a table with each target beside its figure and writes everything to JSON.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -21,7 +22,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -35,6 +38,7 @@ from rich.table import Table
 from scripts.bakery import TEMPLATE, Baked, bake
 
 TARGETS = {
+    "load_p99_ms": 100.0,
     "local_install_mb": 400.0,
     "cold_pipeline_vs_floor": 1.5,
     "cold_pipeline_seconds": 30.0,
@@ -97,34 +101,120 @@ def floor_once(project: Baked) -> dict[str, float]:
         subprocess.run([python, str(project.path / "ml" / "train.py"), *arguments], env=env, check=True,
                        capture_output=True)  # fmt: skip
         train = time.perf_counter() - started
-        ready = root / "ready.json"
+        # The model server as deploy starts it: unpacked model, serving.json, gunicorn until /ping.
+        endpoint = root / "endpoint"
+        model_dir = endpoint / "model"
+        model_dir.mkdir(parents=True)
+        with tarfile.open(job / "output" / "model.tar.gz") as archive:
+            archive.extractall(model_dir, filter="data")
+        (endpoint / "serving.json").write_text(
+            json.dumps({"version": 1, "model_uri": "bench", "model_dir": str(model_dir)})
+        )
         started = time.perf_counter()
         server = subprocess.Popen(
-            [python, "-m", "ml.serving", "--model", str(job / "output" / "model.tar.gz"), "--workdir",
-             str(root / "serve"), "--ready-file", str(ready)],
+            [python, "-m", "ml.serving", "serve", "--root", str(endpoint), "--port", "0"],
             cwd=project.path,
             env={**os.environ, "PYTHONPATH": str(project.path)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         try:
             while True:
                 if server.poll() is not None:
                     raise RuntimeError("the model server exited before it answered /ping")
-                if ready.exists():
-                    try:
-                        port = json.loads(ready.read_text())["port"]
-                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
-                            if answer.status == 200:
-                                break
-                    except (OSError, ValueError, KeyError):
-                        pass
+                try:
+                    port = json.loads((endpoint / "server.json").read_text())["port"]
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
+                        if answer.status == 200:
+                            break
+                except (OSError, ValueError, KeyError):
+                    pass
                 time.sleep(0.01)
             serve = time.perf_counter() - started
         finally:
             server.terminate()
             server.wait()
     return {"train_py": train, "server_start": serve, "total": train + serve}
+
+
+def endpoint_port(project: Baked) -> int:
+    return int(json.loads(project.read(".mlops/endpoint/endpoint.json"))["port"])
+
+
+def one_row(project: Baked) -> bytes:
+    """A row of the example data, features only, as a client would send it."""
+    first = project.read("data/breast_cancer.csv").splitlines()[1]
+    return ",".join(first.split(",")[:-1]).encode() + b"\n"
+
+
+def load(
+    port: int, body: bytes, requests: int, clients: int, during: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """`clients` threads, each on its own keep-alive connection, sending `requests` in all.
+
+    With `during`, it runs once the load is under way (a version switch) and the load goes on
+    until it has returned; every request that does not get a 200 counts as dropped.
+    """
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    sent = [0]
+    switching = threading.Event()
+    done = threading.Event()
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while True:
+            with lock:
+                if (sent[0] >= requests and not switching.is_set()) or done.is_set():
+                    return
+                sent[0] += 1
+            started = time.perf_counter()
+            try:
+                connection.request("POST", "/invocations", body, {"Content-Type": "text/csv"})
+                answer = connection.getresponse()
+                answer.read()
+                ok = answer.status == 200
+            except (OSError, http.client.HTTPException) as error:
+                ok = False
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                with lock:
+                    errors.append(type(error).__name__)
+            elapsed = time.perf_counter() - started
+            with lock:
+                (latencies.append(elapsed) if ok else errors.append("status"))
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    if during is not None:
+        switching.set()
+    for thread in threads:
+        thread.start()
+    if during is not None:
+        time.sleep(0.5)
+        try:
+            during()
+        finally:
+            time.sleep(0.5)
+            switching.clear()
+            done.set()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+
+    def percentile(share: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * share))] * 1000 if latencies else float("nan")
+
+    return {
+        "requests": len(latencies) + len(errors),
+        "errors": len(errors),
+        "seconds": round(wall, 2),
+        "per_second": round((len(latencies) + len(errors)) / wall, 1),
+        "p50_ms": round(percentile(0.50), 1),
+        "p99_ms": round(percentile(0.99), 1),
+    }
 
 
 def main() -> None:
@@ -157,6 +247,30 @@ def main() -> None:
         with console.status(f"unchanged make pipeline, {args.runs} runs"):
             rerun, _ = median_of(args.runs, lambda: timed(baked, env, "make", "pipeline"))
         rerun_summary = json.loads(baked.read(".mlops/summary.json"))
+        body = one_row(baked)
+        with console.status("load: 2,000 requests from 16 clients"):
+            burst = load(endpoint_port(baked), body, requests=2000, clients=16)
+        # A second version to switch to, registered by a run with another split.
+        second = baked.path / ".mlops" / "bench-second.toml"
+        second.write_text(
+            baked.read("mlops.toml")
+            .replace("seed = 42", "seed = 7")
+            .replace('source = "data/breast_cancer.csv"', f'source = "{baked.path / "data" / "breast_cancer.csv"}"')
+            .replace("max_regression = 0.0", "max_regression = 0.5")
+        )
+        switch_env = {**env, "MLOPS_CONFIG": str(second), "MLOPS_HOME": str(baked.path / ".mlops")}
+        baked.run_check("make", "pipeline", env=switch_env)  # v2 serves now
+        with console.status("load during a version switch (v2 back to v1)"):
+            switch = load(
+                endpoint_port(baked),
+                body,
+                requests=0,
+                clients=16,
+                during=lambda: (
+                    baked.run_check("make", "promote", "VERSION=1", env=env),
+                    baked.run_check("make", "deploy", env=env),
+                ),
+            )
     finally:
         baked.run("make", "stop", env=env)
 
@@ -188,6 +302,8 @@ def main() -> None:
         "make_test_cold_mypy_seconds": round(test_cold, 1),
         "make_test_warm_mypy_seconds": round(test_warm, 1),
         "make_test_result": passed.strip("= "),
+        "load_burst": burst,
+        "load_during_version_switch": switch,
     }
     report = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -228,6 +344,16 @@ def main() -> None:
         "generated make test, warm mypy", f"{test_warm:.1f} s", f"<= {TARGETS['make_test_warm_mypy_seconds']:.0f} s"
     )
     table.add_row("  tests", figures["make_test_result"], "")
+    table.add_row(
+        "load: 2,000 requests, 16 clients",
+        f"{burst['errors']} errors; p50 {burst['p50_ms']} ms, p99 {burst['p99_ms']} ms; {burst['per_second']}/s",
+        "0 errors, p99 < 100 ms",
+    )
+    table.add_row(
+        "load during a version switch",
+        f"{switch['requests']} requests, {switch['errors']} dropped; p99 {switch['p99_ms']} ms",
+        "0 dropped",
+    )
     console.print(table)
     console.print(f"wrote {args.output}")
 
