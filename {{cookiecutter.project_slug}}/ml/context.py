@@ -37,7 +37,9 @@ class Context:
         """Run `python -m <module> <arguments>` from the project root while the caller goes on."""
         log.parent.mkdir(parents=True, exist_ok=True)
         log.touch()
-        job = self.backends.forks.start(module, arguments, cwd=PROJECT_ROOT, env=_background_env(), log=log, module=True)
+        job = self.backends.forks.start(
+            module, arguments, cwd=PROJECT_ROOT, env=_background_env(), log=log, module=True
+        )
         self._background.append((name, job, log))
 
     def wait_background(self) -> None:

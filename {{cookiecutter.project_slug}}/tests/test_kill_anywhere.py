@@ -17,7 +17,16 @@ import pytest
 from ml import pipeline
 from ml.config import load_config
 from ml.processes import ProcessRecord, tagged
-from tests.test_local_runtime import cleanup, cli, configured, desired_version, endpoint_tag, registry_rows, run, serving_version
+from tests.test_local_runtime import (
+    cleanup,
+    cli,
+    configured,
+    desired_version,
+    endpoint_tag,
+    registry_rows,
+    run,
+    serving_version,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("kill-anywhere")]
 

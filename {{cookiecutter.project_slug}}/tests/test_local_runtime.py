@@ -173,7 +173,13 @@ def test_two_runs_started_together_register_one_version(state: Path) -> None:
         process.stdout.close()
     assert codes in ([0, 0], [0, 75])  # the second either waited its turn (and reused) or was refused
     assert len(registry_rows(state)) == 1
-    assert len({p.pid for p in tagged(endpoint_tag(state))} - {int(p.stem) for p in (state / "endpoint" / "workers").glob("*.json")}) == 1
+    assert (
+        len(
+            {p.pid for p in tagged(endpoint_tag(state))}
+            - {int(p.stem) for p in (state / "endpoint" / "workers").glob("*.json")}
+        )
+        == 1
+    )
 
 
 # ---- the registry never restarts at v1 ----
@@ -310,7 +316,9 @@ def test_a_job_dies_with_a_killed_pipeline(state: Path, tmp_path: Path) -> None:
         "    runner = LocalJobRunner(root / 'jobs', LocalArtifactStore(root / 'artifacts'))\n"
         "    runner.train(TrainingSpec('slow', script, (script,), {}, {}, 600))\n"
     )
-    parent = subprocess.Popen([sys.executable, str(driver)], cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    parent = subprocess.Popen(
+        [sys.executable, str(driver)], cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not marker.exists():
         time.sleep(0.05)

@@ -389,7 +389,14 @@ class ForkServer:
         log: Path,
         module: bool = False,
     ) -> Job:
-        job = {"script": script, "args": list(args), "cwd": str(cwd), "env": dict(env), "log": str(log), "module": module}
+        job = {
+            "script": script,
+            "args": list(args),
+            "cwd": str(cwd),
+            "env": dict(env),
+            "log": str(log),
+            "module": module,
+        }
         # Not daemonic: a job may start processes of its own (joblib, multiprocessing).
         process = self._context().Process(target=_job_main, args=(job, os.getpid()))
         process.start()

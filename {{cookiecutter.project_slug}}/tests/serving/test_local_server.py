@@ -61,7 +61,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         endpoint.stop()
 
 
-def post(port: int, body: bytes, headers: dict[str, str] | None = None, path: str = "/invocations") -> tuple[int, bytes, str]:
+def post(
+    port: int, body: bytes, headers: dict[str, str] | None = None, path: str = "/invocations"
+) -> tuple[int, bytes, str]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers or {}, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
