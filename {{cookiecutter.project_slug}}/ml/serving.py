@@ -387,7 +387,10 @@ def serve(args: argparse.Namespace) -> int:
                 "threads": args.threads,
                 "timeout": 60,
                 "graceful_timeout": 30,
-                "keepalive": 2,
+                # No keep-alive: a version switch retires the old workers, and a request sent on a kept
+                # connection just as its worker closes it would be lost. A new connection per request
+                # always reaches a live worker (the listening socket never closes).
+                "keepalive": 0,
                 "backlog": 2048,
                 "loglevel": "info",
                 "errorlog": "-",

@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from ml.__main__ import main
 from ml.backends.local_artifacts import LocalArtifactStore
 from ml.backends.local_endpoint import LocalEndpoint
 from ml.config import PROJECT_ROOT, load_config
+from ml.errors import EndpointError
 from ml.lock import environment_lock
 from ml.processes import ProcessRecord, tagged
 from tests.conftest import write_config
@@ -145,6 +147,51 @@ def test_a_damaged_registry_ends_with_one_line_and_the_fix(trained: Path) -> Non
     result = cli(state, "status")
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     assert "damaged" in result.stdout and "make registry-check REPAIR=1" in " ".join(result.stdout.split())
+
+
+def test_an_unexpected_error_ends_with_one_line_its_log_and_a_failed_summary(state: Path) -> None:
+    state.mkdir(parents=True)
+    (state / "artifacts").write_text("a file where the artifact store belongs")
+    result = cli(state, "pipeline")
+    message = " ".join(result.stdout.split())
+    assert result.returncode == 1 and "Traceback" not in result.stdout
+    assert "unexpected" in message and "during the data step" in message and "the traceback is in" in message
+    log = Path(message.split("the traceback is in ")[1].split()[0])
+    assert "Traceback" in log.read_text()
+    summary = json.loads((state / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["failed_step"] == "data"
+
+
+def test_a_locked_registry_is_a_clear_error_not_a_half_minute_wait(
+    trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ml.backends import local_registry
+
+    monkeypatch.setattr(local_registry, "_BUSY_TIMEOUT", 0.2)
+    holder = sqlite3.connect(trained / "registry.sqlite")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = cli(trained, "status")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.returncode == 1 and "stayed locked" in " ".join(result.stdout.split())
+
+
+def test_a_model_that_cannot_start_says_nothing_serves_when_nothing_did(state: Path, tmp_path: Path) -> None:
+    from ml.backends.base import ModelPackage, ModelVersion
+
+    store = LocalArtifactStore(state / "artifacts")
+    broken = tmp_path / "model.tar.gz"
+    with tarfile.open(broken, "w:gz") as archive:
+        note = tmp_path / "README"
+        note.write_text("no code/inference.py in here")
+        archive.add(note, arcname="README")
+    package = ModelPackage(store.put(broken), store.put(note), "broken", "Approved", {}, {})
+    endpoint = LocalEndpoint("tests-local", state / "endpoint", store, project_root=PROJECT_ROOT, startup_timeout=60)
+    with pytest.raises(EndpointError, match="nothing was serving before, and nothing serves now"):
+        endpoint.deploy(ModelVersion(1, "tests-local", "2026-01-01T00:00:00+00:00", package))
+    assert endpoint.status() is None
 
 
 # ---- the lock ----

@@ -83,3 +83,27 @@ def test_promoting_to_staging_edits_only_the_staging_stack_file(champion: Accoun
     staging = yaml.safe_load((champion.stack_dir / "Pulumi.staging.yaml").read_text())["config"]
     assert staging[f"{CONFIG.project.resource_prefix}:model_version"] == "1"
     assert (champion.stack_dir / "Pulumi.dev.yaml").read_text() == dev_before
+
+
+def test_a_rejected_version_in_a_stack_file_never_reaches_pulumi_up(champion: Account) -> None:
+    # `make infra-up` runs check-deployable before `pulumi up`: a stack file that names a version
+    # the registry holds as Rejected (an edit by hand, a bad merge) stops there.
+    champion_package = packages(champion)[0]
+    client = champion.client("sagemaker")
+    rejected = client.create_model_package(
+        ModelPackageGroupName=champion.outputs["model_package_group"],
+        InferenceSpecification=champion_package["InferenceSpecification"],
+        ModelApprovalStatus="Rejected",
+        CustomerMetadataProperties=champion_package.get("CustomerMetadataProperties", {}),
+    )
+    version = int(rejected["ModelPackageArn"].rsplit("/", 1)[1])
+    stack = champion.stack_dir / "Pulumi.dev.yaml"
+    before = stack.read_text()
+    key = f"{CONFIG.project.resource_prefix}:model_version"
+    stack.write_text(before.replace(f'{key}: "1"', f'{key}: "{version}"').replace(f"{key}: '1'", f"{key}: '{version}'"))
+    try:
+        assert desired_version(champion) == str(version)
+        assert main(["check-deployable"]) == 1
+    finally:
+        stack.write_text(before)
+    assert main(["check-deployable"]) == 0
