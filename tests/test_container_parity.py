@@ -44,83 +44,45 @@ T = TypeVar("T")
 REQUIREMENTS = TEMPLATE / "tests" / "container" / "requirements-sklearn-1.4-2-py312.txt"
 GLUE_MODULE = "sklearn_container_serving"
 
-# The image's sagemaker_sklearn_container.serving (github.com/aws/sagemaker-scikit-learn-container,
-# tag v1.4-2-py312, src/sagemaker_sklearn_container/serving.py), cut to the single-model path:
-# main() imports the user module (SAGEMAKER_PROGRAM), builds a Transformer from its handlers
-# (the image's defaults where one is missing), calls initialize() (model_fn) and serves a
-# sagemaker_containers Worker; its multi-model server import (serving_mms) is left out.
+# What the image's glue package (sagemaker_sklearn_container.serving:main, tag v1.4-2-py312) does
+# for one model, written here because that package is not on PyPI: import the user module that
+# SAGEMAKER_PROGRAM names, wrap its four handlers in sagemaker_containers' Transformer (the
+# project's inference.py defines all four, so the image's default handlers never run), load the
+# model once, and serve sagemaker_containers' Flask Worker. Everything that answers a request is
+# sagemaker_containers' own code.
 SERVING_GLUE = '''\
-"""Equivalent of sagemaker_sklearn_container.serving:main (v1.4-2-py312), which is not on PyPI."""
+"""The single-model path of sagemaker_sklearn_container.serving:main, which is not on PyPI."""
 import importlib
-import logging
 
-import numpy as np
-from sagemaker_containers.beta.framework import content_types, encoders, env, modules, transformer, worker
+from sagemaker_containers.beta.framework import env, modules, transformer, worker
 
-logging.basicConfig(format="%(asctime)s %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-
-
-def default_model_fn(model_dir):
-    return transformer.default_model_fn(model_dir)
+HANDLERS = ("model_fn", "input_fn", "predict_fn", "output_fn")
+_app = None
 
 
-def default_input_fn(input_data, content_type):
-    np_array = encoders.decode(input_data, content_type)
-    return np_array.astype(np.float32) if content_type in content_types.UTF8_TYPES else np_array
-
-
-def default_predict_fn(input_data, model):
-    return model.predict(input_data)
-
-
-def default_output_fn(prediction, accept):
-    return worker.Response(encoders.encode(prediction, accept), accept, mimetype=accept)
-
-
-def _user_module_transformer(user_module):
-    model_fn = getattr(user_module, "model_fn", default_model_fn)
-    input_fn = getattr(user_module, "input_fn", None)
-    predict_fn = getattr(user_module, "predict_fn", None)
-    output_fn = getattr(user_module, "output_fn", None)
-    transform_fn = getattr(user_module, "transform_fn", None)
-    if transform_fn and (input_fn or predict_fn or output_fn):
-        raise ValueError("Cannot use transform_fn implementation with input_fn, predict_fn, and/or output_fn")
-    if transform_fn is not None:
-        return transformer.Transformer(model_fn=model_fn, transform_fn=transform_fn)
-    return transformer.Transformer(
-        model_fn=model_fn,
-        input_fn=input_fn or default_input_fn,
-        predict_fn=predict_fn or default_predict_fn,
-        output_fn=output_fn or default_output_fn,
+def _application():
+    serving = env.ServingEnv()
+    try:
+        user = importlib.import_module(serving.module_name)
+    except ImportError:
+        user = modules.import_module(serving.module_dir, serving.module_name)
+    missing = [name for name in HANDLERS if not hasattr(user, name)]
+    if missing:
+        raise RuntimeError(f"{serving.module_name} lacks {missing}; this glue has no defaults for them")
+    handlers = transformer.Transformer(**{name: getattr(user, name) for name in HANDLERS})
+    handlers.initialize()
+    return worker.Worker(
+        transform_fn=handlers.transform,
+        module_name=serving.module_name,
+        execution_parameters_fn=getattr(user, "execution_parameters_fn", None),
     )
 
 
-def import_module(module_name, module_dir):
-    try:
-        user_module = importlib.import_module(module_name)
-    except ImportError:
-        user_module = modules.import_module(module_dir, module_name)
-    user_module_transformer = _user_module_transformer(user_module)
-    user_module_transformer.initialize()
-    return user_module_transformer, getattr(user_module, "execution_parameters_fn", None)
-
-
-app = None
-
-
 def main(environ, start_response):
-    global app
-    if app is None:
-        serving_env = env.ServingEnv()
-        user_module_transformer, execution_parameters_fn = import_module(
-            serving_env.module_name, serving_env.module_dir
-        )
-        app = worker.Worker(
-            transform_fn=user_module_transformer.transform,
-            module_name=serving_env.module_name,
-            execution_parameters_fn=execution_parameters_fn,
-        )
-    return app(environ, start_response)
+    global _app
+    if _app is None:
+        _app = _application()
+    return _app(environ, start_response)
 '''
 
 
@@ -437,10 +399,13 @@ class Answer:
     status: int
     content_type: str | None
     body: bytes
+    # Werkzeug lists the allowed methods in a set's order, which changes with the hash seed.
+    allow: frozenset[str] | None = None
 
     def __str__(self) -> str:
         body = self.body if len(self.body) <= 400 else self.body[:400] + b"..."
-        return f"{self.status}, Content-Type {self.content_type!r}, body {body!r}"
+        allow = sorted(self.allow) if self.allow is not None else None
+        return f"{self.status}, Content-Type {self.content_type!r}, Allow {allow}, body {body!r}"
 
 
 def send(port: int, request: Request) -> Answer:
@@ -450,7 +415,9 @@ def send(port: int, request: Request) -> Answer:
     try:
         connection.request(request.method, request.path, body=request.body, headers=request.headers)
         response = connection.getresponse()
-        return Answer(response.status, response.getheader("Content-Type"), response.read())
+        allow = response.getheader("Allow")
+        methods = frozenset(m.strip() for m in allow.split(",")) if allow is not None else None
+        return Answer(response.status, response.getheader("Content-Type"), response.read(), methods)
     finally:
         connection.close()
 
@@ -525,6 +492,11 @@ CASES = [
     Case("invocations-get", 405, raw(None), method="GET", path="/invocations"),
     # SageMaker batch transform asks for this path; a model without execution_parameters_fn has none.
     Case("execution-parameters-get", 404, raw(None), method="GET", path="/execution-parameters"),
+    # nginx hands on any path that starts so; the application has no such route.
+    Case("ping-prefixed-path", 404, raw(None), method="GET", path="/pingx"),
+    Case("invocations-subpath", 404, raw(b""), method="POST", path="/invocations/extra"),
+    Case("ping-options", 200, raw(None), method="OPTIONS", path="/ping"),
+    Case("invocations-options", 200, raw(None), method="OPTIONS", path="/invocations"),
 ]
 
 
@@ -578,7 +550,7 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def test_the_containers_start_up_installs_code_offline(
-    container_env: ContainerEnv, model: Model, tmp_path: Path
+    container_env: ContainerEnv, baked: Baked, model: Model, tmp_path: Path
 ) -> None:
     """The image gets the newest pip (get-pip.py). Since pip 25.3 a setup.py without a pyproject.toml
     is built in an isolated environment, which needs setuptools from an index: a container without
@@ -596,7 +568,17 @@ def test_the_containers_start_up_installs_code_offline(
         run_check([python, "-m", "pip", "download", "--no-deps", "-d", str(wheels / folder), spec], timeout=300)
     results: dict[tuple[str, str], bool] = {}
     outputs: dict[tuple[str, str], str] = {}
+    # What the project registers as the serving container's environment (ml/backends/sagemaker_registry.py).
+    registered = json.loads(
+        baked.run_check(
+            ".venv/bin/python",
+            "-c",
+            "import json; from ml.backends.sagemaker_registry import CONTAINER_ENVIRONMENT as e; print(json.dumps(e))",
+        )
+    )
+    pip_settings = {k: v for k, v in registered.items() if k.startswith("PIP_")}
     configurations: dict[str, dict[str, str]] = {
+        "the project's model package": pip_settings,
         "default": {},
         "PIP_NO_BUILD_ISOLATION=false": {"PIP_NO_BUILD_ISOLATION": "false"},
         "PIP_NO_BUILD_ISOLATION=1": {"PIP_NO_BUILD_ISOLATION": "1"},
@@ -638,10 +620,69 @@ def test_the_containers_start_up_installs_code_offline(
     expected = {}
     for pip, name in results:
         legacy = _version(pip) < (25, 3)  # setup.py bdist_wheel, in the environment itself
-        expected[(pip, name)] = legacy or name == "PIP_NO_BUILD_ISOLATION=false"
+        expected[(pip, name)] = legacy or name in ("PIP_NO_BUILD_ISOLATION=false", "the project's model package")
     assert results == expected, f"offline start-up outcomes differ from the expected ones:\n{table}\n" + "\n".join(
         f"--- pip {pip}, {name} ---\n{outputs[(pip, name)]}" for (pip, name) in results
     )
     for (pip, name), installed in results.items():
         if not installed:  # the isolated build asked the (absent) index for setuptools
             assert "No matching distribution found for setuptools" in outputs[(pip, name)], outputs[(pip, name)]
+
+
+# ---- the monitoring job on the image's libraries ----
+
+MONITOR_INPUTS = """\
+import json, os, sys
+from pathlib import Path
+
+sys.path.insert(0, os.getcwd())  # the baked project
+
+import pandas as pd
+
+from ml import schema
+from ml.config import load_config
+from ml.serving import DataCapture
+from ml.train import baseline
+
+# A baseline and an hour of capture, made by the project's own code, in the processing-job layout.
+root = Path(sys.argv[1])
+frame = pd.read_csv(load_config().data.source)
+statistics, constraints = baseline(frame, list(schema.FEATURES))
+for name, document in (("statistics", statistics), ("constraints", constraints)):
+    (root / "input" / name).mkdir(parents=True)
+    (root / "input" / name / f"{name}.json").write_text(json.dumps(document))
+capture = DataCapture(root / "capture", "endpoint")
+for number, row in enumerate(frame[list(schema.FEATURES)].head(200).itertuples(index=False)):
+    body = (",".join(map(str, row)) + "\\n").encode()
+    answer = json.dumps({"predictions": [{"label": 1, "probability": 0.9}]}).encode()
+    capture.record(body, "text/csv", answer, "application/json", f"request-{number}")
+"""
+
+
+def test_the_monitoring_job_runs_on_the_images_libraries(
+    container_env: ContainerEnv, baked: Baked, tmp_path: Path
+) -> None:
+    """ml/monitor_job.py runs in AWS in the scikit-learn image, its files side by side: run it so here."""
+    root = tmp_path / "processing"
+    (tmp_path / "inputs.py").write_text(MONITOR_INPUTS)
+    baked.run_check(".venv/bin/python", str(tmp_path / "inputs.py"), str(root))
+    files = json.loads(
+        baked.run_check(
+            ".venv/bin/python", "-c", "import json; from ml.monitor_job import FILES; print(json.dumps(FILES))"
+        )
+    )
+    code = root / "input" / "code"
+    code.mkdir(parents=True)
+    for name in files:
+        shutil.copy(baked.path / "ml" / name, code / name)
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    output = run_check(
+        [str(container_env.python), str(code / files[0]), "--root", str(root),
+         "--capture", str(root / "capture" / "endpoint" / "AllTraffic"), "--window-hours", "2"],
+        timeout=300,
+        env={**clean, "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert json.loads(output.strip().splitlines()[-1])["rows"] == 200, output
+    written = root / "output" / "monitoring"
+    assert {"constraint_violations.json", "metrics.json", "report.md"} <= {p.name for p in written.iterdir()}
+    assert list((written / "plots").glob("*.svg")), "the report has no plots"

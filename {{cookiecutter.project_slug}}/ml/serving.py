@@ -12,8 +12,9 @@ and answers as that application does (tests/serving/ sends the same requests to 
   and text/csv, as bytes otherwise.
 - Any exception a handler raises: 500 with Flask's generic HTML page. The container never
   answers 400 or 415 for a bad request; the reason is in its log (here, the server's log).
-- A wrong method on those paths: 405. Any other path: 404 "{}", which nginx, in front of the
-  container, answers.
+- A wrong method on those paths: 405; OPTIONS: 200 with the allowed methods. Another path that
+  nginx passes on (it starts /ping, /invocations or /execution-parameters, which the model's
+  code does not serve): Flask's 404 page. Any other path: 404 "{}", which nginx answers itself.
 
 Locally it also plays SageMaker's front: a body over InvokeEndpoint's 6 MB limit gets 413 and
 a body that stops arriving gets 408. Data capture (what a real-time endpoint with a
@@ -76,7 +77,17 @@ ERROR_405 = (
     b"<h1>Method Not Allowed</h1>\n"
     b"<p>The method is not allowed for the requested URL.</p>\n"
 )
+ERROR_404 = (
+    b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n'
+    b"<title>404 Not Found</title>\n"
+    b"<h1>Not Found</h1>\n"
+    b"<p>The requested URL was not found on the server. If you entered the URL manually please check your "
+    b"spelling and try again.</p>\n"
+)
 HTML = "text/html; charset=utf-8"
+# The container's nginx.conf hands exactly the paths that start so to the application.
+APPLICATION_PATHS = ("/ping", "/invocations", "/execution-parameters")
+ALLOWED = {"/ping": "GET, HEAD, OPTIONS", "/invocations": "OPTIONS, POST"}
 # Werkzeug adds a charset to these when a response names one of them (get_content_type).
 _CHARSET_TYPES = (
     "application/ecmascript",
@@ -261,19 +272,18 @@ class ContainerApp:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
-        if path == "/ping":
-            if method not in ("GET", "HEAD"):
-                return self._send(
-                    start_response, "405 METHOD NOT ALLOWED", ERROR_405, HTML, [("Allow", "GET, HEAD, OPTIONS")]
-                )
-            return self._send(start_response, "200 OK", b"", JSON)
-        if path == "/invocations":
-            if method != "POST":
-                return self._send(
-                    start_response, "405 METHOD NOT ALLOWED", ERROR_405, HTML, [("Allow", "OPTIONS, POST")]
-                )
+        if path in ALLOWED:
+            allowed = ALLOWED[path]
+            if method == "OPTIONS":  # Flask answers it for every route
+                return self._send(start_response, "200 OK", b"", HTML, [("Allow", allowed)])
+            if method not in allowed.split(", "):
+                return self._send(start_response, "405 METHOD NOT ALLOWED", ERROR_405, HTML, [("Allow", allowed)])
+            if path == "/ping":
+                return self._send(start_response, "200 OK", b"", JSON)
             return self._invoke(environ, start_response)
-        # nginx answers every path the container does not serve.
+        if path.startswith(APPLICATION_PATHS):
+            return self._send(start_response, "404 NOT FOUND", ERROR_404, HTML)
+        # nginx answers every other path itself.
         return self._send(start_response, "404 Not Found", b"{}", "application/octet-stream")
 
     def _send(

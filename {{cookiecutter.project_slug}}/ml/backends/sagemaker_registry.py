@@ -17,6 +17,17 @@ from ml.backends.base import ArtifactStore, ModelPackage, ModelVersion
 METRIC_PREFIX = "metric."
 FINGERPRINT = "fingerprint"
 
+# The scikit-learn container serves code/inference.py from inside model.tar.gz. At start-up it
+# pip-installs that code/ directory; the image's pip (25.3 and later) would build it in an
+# isolated environment and fetch setuptools from PyPI, which an endpoint with network isolation
+# cannot reach. pip spells "no build isolation" PIP_NO_BUILD_ISOLATION=false ("1" keeps it on);
+# the image's own setuptools and wheel then build it (tests/test_container_parity.py, template).
+CONTAINER_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+    "PIP_NO_BUILD_ISOLATION": "false",
+}
+
 
 class SageMakerModelRegistry:
     def __init__(
@@ -64,11 +75,7 @@ class SageMakerModelRegistry:
                     {
                         "Image": self._image_uri(),
                         "ModelDataUrl": package.model_uri,
-                        # The scikit-learn container serves code/inference.py from inside model.tar.gz.
-                        "Environment": {
-                            "SAGEMAKER_PROGRAM": "inference.py",
-                            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                        },
+                        "Environment": CONTAINER_ENVIRONMENT,
                     }
                 ],
                 "SupportedContentTypes": ["text/csv", "application/json"],
