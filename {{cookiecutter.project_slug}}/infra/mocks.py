@@ -20,6 +20,7 @@ from infra import settings as stack_settings
 from ml.config import load_config
 
 INFRA = Path(__file__).resolve().parent
+PREBUILT_IMAGE_FUNCTION = "aws:sagemaker/getPrebuiltEcrImage:getPrebuiltEcrImage"
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,19 @@ class RecordingMocks(Mocks):
         suffix = hashlib.sha256(args.name.encode()).hexdigest()[:7]
         resource_id = f"{args.name}-{suffix}"
         service = args.typ.split(":")[1].split("/")[0] if ":" in args.typ else "mock"
-        name = state.get("name") or state.get("bucket") or state.get("model_package_group_name") or resource_id
+        name = (
+            state.get("name")
+            or state.get("bucket")
+            or state.get("modelPackageGroupName")
+            or state.get("pipelineName")
+            or resource_id
+        )
         state.setdefault("name", name)
         state.setdefault("arn", self._arn(args.typ, service, str(name), resource_id))
         if args.typ == "aws:kms/key:Key":
             state["key_id"] = resource_id
+        if args.typ == "aws:sqs/queue:Queue":
+            state.setdefault("url", f"https://sqs.{self.region}.amazonaws.com/{self.account}/{name}")
         return resource_id, state
 
     def _arn(self, typ: str, service: str, name: str, resource_id: str) -> str:
@@ -86,11 +95,58 @@ class RecordingMocks(Mocks):
             return f"arn:aws:iam::{self.account}:{kind}/{name}"
         if service == "kms":
             return f"arn:aws:kms:{self.region}:{self.account}:key/{resource_id}"
-        return f"arn:aws:{service}:{self.region}:{self.account}:{typ.split(':')[-1].lower()}/{name}"
+        where = f"{self.region}:{self.account}"
+        # The ARN formats AWS documents for the types whose service or path the type name does not give.
+        special = {
+            "aws:cloudwatch/eventRule:EventRule": f"arn:aws:events:{where}:rule/{name}",
+            "aws:cloudwatch/eventConnection:EventConnection": f"arn:aws:events:{where}:connection/{name}/{resource_id}",
+            "aws:cloudwatch/eventApiDestination:EventApiDestination": (
+                f"arn:aws:events:{where}:api-destination/{name}/{resource_id}"
+            ),
+            "aws:cloudwatch/metricAlarm:MetricAlarm": f"arn:aws:cloudwatch:{where}:alarm:{name}",
+            "aws:scheduler/schedule:Schedule": f"arn:aws:scheduler:{where}:schedule/default/{name}",
+            "aws:sns/topic:Topic": f"arn:aws:sns:{where}:{name}",
+            "aws:sqs/queue:Queue": f"arn:aws:sqs:{where}:{name}",
+        }
+        if typ in special:
+            return special[typ]
+        return f"arn:aws:{service}:{where}:{typ.split(':')[-1].lower()}/{name}"
 
     def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.calls.append((args.token, dict(args.args)))
-        return {}, None
+        if args.token == PREBUILT_IMAGE_FUNCTION:
+            return self._prebuilt_image(dict(args.args)), []
+        return {}, []
+
+    def _prebuilt_image(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The provider's answer, with the account from the sagemaker SDK's own image table when installed."""
+        region = request.get("region") or self.region
+        account = prebuilt_images_account(region) or "<SageMaker's image account in the region>"
+        repository, tag = request["repositoryName"], request["imageTag"]
+        return {
+            "registryId": account,
+            "registryPath": f"{account}.dkr.ecr.{region}.amazonaws.com/{repository}:{tag}",
+            "repositoryName": repository,
+            "imageTag": tag,
+            "region": region,
+        }
+
+
+def prebuilt_images_account(region: str) -> str | None:
+    """The account that publishes the scikit-learn images in a region, per the sagemaker SDK (aws group)."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.find_spec("sagemaker")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        table = Path(location) / "core" / "image_uri_config" / "sklearn.json"
+        if table.exists():
+            versions = json.loads(table.read_text())["inference"]["versions"]
+            account = next(iter(versions.values()))["registries"].get(region)
+            return str(account) if account else None
+    return None
 
 
 def stack_file(stack: str) -> Path:

@@ -22,6 +22,7 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+PIPELINE = "aws:sagemaker/pipeline:Pipeline"
 GITHUB_OIDC = "token.actions.githubusercontent.com"
 # Actions that read or write data; never allowed on Resource "*".
 DATA_ACTIONS = (
@@ -218,13 +219,50 @@ def prod_capacity(resources: Resources, settings: StackSettings) -> list[str]:
 
 def monitoring_encrypted(resources: Resources, _: StackSettings) -> list[str]:
     violations = []
-    for job in _of(resources, "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition"):
-        cluster = job.inputs.get("jobResources", {}).get("clusterConfig", {})
-        if not cluster.get("volumeKmsKeyId"):
-            violations.append(f"monitoring job {job.name} does not encrypt its volume with KMS")
-        if not job.inputs.get("dataQualityJobOutputConfig", {}).get("kmsKeyId"):
-            violations.append(f"monitoring job {job.name} writes its reports without a KMS key")
+    for pipeline in _of(resources, PIPELINE):
+        for step in _document(pipeline.inputs.get("pipelineDefinition"))["Steps"]:
+            arguments = step.get("Arguments", {})
+            if step.get("Type") != "Processing":
+                continue
+            if not arguments.get("ProcessingResources", {}).get("ClusterConfig", {}).get("VolumeKmsKeyId"):
+                violations.append(f"pipeline {pipeline.name} step {step['Name']} does not encrypt its volume with KMS")
+            if not arguments.get("ProcessingOutputConfig", {}).get("KmsKeyId"):
+                violations.append(f"pipeline {pipeline.name} step {step['Name']} writes its report without a KMS key")
+    for kind, type_ in (("topic", "aws:sns/topic:Topic"), ("queue", "aws:sqs/queue:Queue")):
+        violations += [f"{kind} {r.name} is not encrypted with a KMS key" for r in _of(resources, type_)
+                       if not r.inputs.get("kmsMasterKeyId")]  # fmt: skip
+    for code in _of(resources, "aws:s3/bucketObjectv2:BucketObjectv2"):
+        if code.inputs.get("serverSideEncryption") != "aws:kms" or not code.inputs.get("kmsKeyId"):
+            violations.append(f"object {code.name} is not uploaded with SSE-KMS")
     return violations
+
+
+# SageMaker Model Monitor closed to new customers on 2026-07-30: a new project must not depend on it.
+MODEL_MONITOR = tuple(
+    f"aws:sagemaker/{kind[0].lower()}{kind[1:]}:{kind}"
+    for kind in (
+        "DataQualityJobDefinition",
+        "ModelQualityJobDefinition",
+        "ModelBiasJobDefinition",
+        "ModelExplainabilityJobDefinition",
+        "MonitoringSchedule",
+    )
+)
+
+
+def no_model_monitor(resources: Resources, _: StackSettings) -> list[str]:
+    return [f"{r.name} is a SageMaker Model Monitor resource (closed to new customers)" for r in resources
+            if r.type in MODEL_MONITOR]  # fmt: skip
+
+
+def alarms_notify(resources: Resources, _: StackSettings) -> list[str]:
+    """An alarm nobody hears is no alarm: every one notifies the environment's alert topic."""
+    topics = {r.inputs.get("arn") for r in _of(resources, "aws:sns/topic:Topic")} - {None}
+    return [
+        f"alarm {alarm.inputs.get('name', alarm.name)} notifies no alert topic"
+        for alarm in _of(resources, ALARM)
+        if not topics & set(_as_list(alarm.inputs.get("alarmActions")))
+    ]
 
 
 def no_access_keys(resources: Resources, _: StackSettings) -> list[str]:
@@ -247,7 +285,13 @@ POLICIES = [
         "rollback-alarms-wired", "real-time endpoints deploy blue/green and roll back on alarms", rollback_alarms_wired
     ),
     Policy("prod-capacity", "real-time prod endpoints run at least 2 instances", prod_capacity),
-    Policy("monitoring-encrypted", "Model Monitor jobs encrypt volumes and reports with KMS", monitoring_encrypted),
+    Policy(
+        "monitoring-encrypted",
+        "the monitoring job's volume, report, code, alert topic and dead-letter queue use KMS",
+        monitoring_encrypted,
+    ),
+    Policy("no-model-monitor", "no SageMaker Model Monitor resource (closed to new customers)", no_model_monitor),
+    Policy("alarms-notify", "every alarm notifies the alert topic", alarms_notify),
     Policy("no-access-keys", "no IAM users or access keys", no_access_keys),
 ]
 

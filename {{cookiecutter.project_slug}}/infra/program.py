@@ -11,14 +11,14 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.drift import DriftMonitoring, DriftMonitoringArgs, analyzer_image
 from infra.components.endpoint import Endpoint, EndpointArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
+from infra.components.monitoring_job import MonitoringJob, MonitoringJobArgs
 from infra.components.registry import Registry, RegistryArgs
 from infra.components.roles import Roles, RolesArgs
 from infra.components.storage import Storage, StorageArgs
-from infra.settings import KEYS, StackConfigError, StackSettings, parse
-from ml import names, schema
+from infra.settings import KEYS, StackSettings, parse, schedule_seconds
+from ml import names
 from ml.config import load_config
 
 
@@ -30,15 +30,23 @@ def load_settings() -> StackSettings:
     return parse(stack, project, {k: v for k, v in values.items() if v is not None}, f"Pulumi.{stack}.yaml")
 
 
+def monitor_image(region: str, image_version: str, provider: aws.Provider) -> pulumi.Output[str]:
+    """The pinned scikit-learn image the model serves in; the monitor runs in it too (its libraries).
+
+    The provider knows which AWS account publishes SageMaker's images in each region.
+    """
+    image = aws.sagemaker.get_prebuilt_ecr_image_output(
+        repository_name="sagemaker-scikit-learn",
+        image_tag=f"{image_version}-cpu-py3",
+        region=region,
+        opts=pulumi.InvokeOutputOptions(provider=provider),
+    )
+    return image.registry_path
+
+
 def build(settings: StackSettings) -> dict[str, Any]:
     """Declare every resource of one environment; return the stack outputs (the contract with ml/)."""
     prefix, env, project = settings.prefix, settings.stack, settings.project
-    monitor_image = analyzer_image(project.aws_region) if settings.drift_monitoring else None
-    if settings.drift_monitoring and monitor_image is None:
-        raise StackConfigError(
-            f"Pulumi.{env}.yaml asks for drift monitoring (data_capture_percent > 0), but SageMaker Model Monitor "
-            f"is not published in {project.aws_region}: set data_capture_percent: 0, or use another region"
-        )
     provider = aws.Provider(
         "aws",
         region=project.aws_region,
@@ -106,6 +114,12 @@ def build(settings: StackSettings) -> dict[str, Any]:
             invocations_alarm_per_minute=settings.invocations_alarm_per_minute,
             budget_monthly_usd=settings.budget_monthly_usd,
             budget_alert_email=settings.budget_alert_email,
+            alert_emails=settings.alert_emails,
+            github_repository=project.github_repository,
+            events_role_arn=roles.events_role.arn,
+            github_token=pulumi.Output.secret(settings.github_dispatch_token)
+            if settings.github_dispatch_token
+            else None,
         ),
         opts,
     )
@@ -135,28 +149,38 @@ def build(settings: StackSettings) -> dict[str, Any]:
         )
         outputs["endpoint_name"] = endpoint.endpoint.name
         outputs["model_version"] = str(settings.model_version)
-        if settings.drift_monitoring and monitor_image and settings.github_dispatch_token:
-            drift = DriftMonitoring(
+        if settings.monitored:
+            monitor = load_config().monitor
+            job = MonitoringJob(
                 env,
-                DriftMonitoringArgs(
+                MonitoringJobArgs(
                     prefix=prefix,
                     env=env,
+                    region=project.aws_region,
+                    account_id=project.aws_account_id,
                     github_repository=project.github_repository,
                     endpoint_name=endpoint.endpoint.name,
                     execution_role_arn=roles.execution_role.arn,
+                    scheduler_role_arn=roles.scheduler_role.arn,
                     kms_key_arn=storage.key.arn,
                     artifacts_bucket=storage.artifacts_bucket.bucket,
-                    analyzer_image=monitor_image,
+                    image_uri=monitor_image(
+                        project.aws_region, load_config().framework.sagemaker_image_version, provider
+                    ),
+                    model_version=settings.model_version,
                     baseline_statistics=settings.monitoring_baseline_statistics or "",
                     baseline_constraints=settings.monitoring_baseline_constraints or "",
-                    features=list(schema.FEATURES),
-                    drift_threshold=settings.drift_threshold,
+                    evaluation=settings.monitoring_evaluation or "",
+                    model_created_at=settings.monitoring_model_created_at or "",
+                    job_arguments=monitor.job_arguments(),
                     schedule=settings.monitoring_schedule,
-                    github_token=pulumi.Output.secret(settings.github_dispatch_token),
+                    schedule_seconds=schedule_seconds(settings.monitoring_schedule),
+                    alert_topic_arn=monitoring.alert_topic.arn,
+                    dead_letter_queue_arn=monitoring.dead_letter_queue.arn,
                 ),
                 pulumi.ResourceOptions(providers=[provider], depends_on=[endpoint]),
             )
-            outputs["monitoring_schedule"] = drift.schedule.name
+            outputs["monitoring_pipeline"] = job.pipeline.pipeline_name
 
     outputs.update(
         {

@@ -34,10 +34,12 @@ KEYS: dict[str, str] = {
     "invocations_alarm_per_minute": "invocations per minute above which the traffic alarm fires",
     "monitoring_baseline_statistics": "the promoted model's statistics.json in S3, written by `make promote`",
     "monitoring_baseline_constraints": "the promoted model's constraints.json in S3, written by `make promote`",
-    "monitoring_schedule": "when Model Monitor checks captured data, e.g. cron(0 * ? * * *) (hourly)",
-    "drift_threshold": "drift distance per feature above which the drift alarm fires (0 to 10)",
+    "monitoring_evaluation": "the promoted model's evaluation.json in S3 (its registered metrics), written by `make promote`",
+    "monitoring_model_created_at": "when the promoted model was registered (ISO 8601), written by `make promote`",
+    "monitoring_schedule": "when the monitoring job runs: an EventBridge Scheduler expression, e.g. rate(1 hour)",
+    "alert_emails": "addresses, comma-separated, subscribed to the environment's alert topic (beside budget_alert_email)",
     "github_dispatch_token": "a secret GitHub token that may send repository_dispatch "
-    "(`pulumi config set --secret github_dispatch_token ...`); needed once drift monitoring is on",
+    "(`pulumi config set --secret github_dispatch_token ...`); needed once monitoring is on",
     "budget_monthly_usd": "monthly cost budget for this environment, in USD",
     "budget_alert_email": "address that receives budget alerts",
     "noncurrent_version_days": "days to keep noncurrent object versions",
@@ -50,6 +52,19 @@ class StackConfigError(pulumi.RunError):
 
     A RunError makes Pulumi print the message alone, without a Python traceback.
     """
+
+
+# EventBridge Scheduler's recurring expressions: rate(value unit), or cron with its six fields.
+SCHEDULE = r"^(rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\)|cron\(\S+( \S+){5}\))$"
+LONGEST_MONITORING_PERIOD = 3 * 86400  # the silent-monitor alarm looks back two periods; CloudWatch, 7 days at most
+
+
+def schedule_seconds(expression: str) -> int:
+    """How often a schedule runs; a cron expression is taken as daily, the longest the template expects."""
+    if expression.startswith("cron("):
+        return 86400
+    value, unit = expression[len("rate(") : -1].split()
+    return int(value) * {"minute": 60, "hour": 3600, "day": 86400}[unit.rstrip("s")]
 
 
 class StackSettings(BaseModel):
@@ -73,8 +88,10 @@ class StackSettings(BaseModel):
     invocations_alarm_per_minute: Annotated[int, Field(ge=1)] = 6000
     monitoring_baseline_statistics: Annotated[str, Field(pattern=r"^s3://")] | None = None
     monitoring_baseline_constraints: Annotated[str, Field(pattern=r"^s3://")] | None = None
-    monitoring_schedule: Annotated[str, Field(pattern=r"^cron\(.+\)$")] = "cron(0 * ? * * *)"
-    drift_threshold: Annotated[float, Field(gt=0, le=10)] = 0.2
+    monitoring_evaluation: Annotated[str, Field(pattern=r"^s3://")] | None = None
+    monitoring_model_created_at: str | None = None
+    monitoring_schedule: Annotated[str, Field(pattern=SCHEDULE)] = "rate(1 hour)"
+    alert_emails: list[str] = Field(default_factory=list)
     github_dispatch_token: str | None = None
     budget_monthly_usd: Annotated[float, Field(gt=0)]
     budget_alert_email: str
@@ -86,6 +103,8 @@ class StackSettings(BaseModel):
         "registry_stack",
         "monitoring_baseline_statistics",
         "monitoring_baseline_constraints",
+        "monitoring_evaluation",
+        "monitoring_model_created_at",
         "github_dispatch_token",
         mode="before",
     )
@@ -107,6 +126,15 @@ class StackSettings(BaseModel):
             raise ValueError("must be an email address")
         return value
 
+    @field_validator("alert_emails", mode="before")
+    @classmethod
+    def _emails(cls, value: Any) -> Any:
+        addresses = [a.strip() for a in value.split(",") if a.strip()] if isinstance(value, str) else value
+        bad = [a for a in addresses or [] if not EMAIL.match(str(a))]
+        if bad:
+            raise ValueError(f"{', '.join(map(str, bad))} is not an email address")
+        return addresses
+
     @model_validator(mode="after")
     def _consistent(self) -> StackSettings:
         if self.endpoint_type == "serverless" and self.data_capture_percent:
@@ -122,9 +150,14 @@ class StackSettings(BaseModel):
                 )
             if self.autoscaling_max_instances < self.instance_count:
                 raise ValueError("autoscaling_max_instances must be at least instance_count")
-        if self.drift_monitoring and not self.github_dispatch_token:
+        if schedule_seconds(self.monitoring_schedule) > LONGEST_MONITORING_PERIOD:
             raise ValueError(
-                "github_dispatch_token is required once drift monitoring is on (a real-time endpoint with data "
+                f"monitoring_schedule {self.monitoring_schedule} runs less often than every "
+                f"{LONGEST_MONITORING_PERIOD // 86400} days; the monitoring alarms cannot look back that far"
+            )
+        if self.monitored and not self.github_dispatch_token:
+            raise ValueError(
+                "github_dispatch_token is required once monitoring is on (a real-time endpoint with data "
                 "capture and a baseline): `pulumi config set --secret github_dispatch_token <token>`, a "
                 "fine-grained token with Contents: read and write on the repository"
             )
@@ -144,14 +177,15 @@ class StackSettings(BaseModel):
         return self.endpoint_type == "real-time"
 
     @property
-    def drift_monitoring(self) -> bool:
-        """A Model Monitor schedule needs captured data (real-time only) and the model's baseline."""
+    def monitored(self) -> bool:
+        """The monitoring job needs captured data (real-time only) and the promoted model's baseline."""
         return (
             self.real_time
             and self.data_capture_percent > 0
             and self.model_version is not None
             and self.monitoring_baseline_statistics is not None
             and self.monitoring_baseline_constraints is not None
+            and self.monitoring_evaluation is not None
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import gc
 import os
 import shutil
@@ -23,6 +24,7 @@ from ml.backends.local_registry import LocalModelRegistry
 from ml.context import Context, make_context
 from ml.errors import GateRejectedError, PipelineError
 from ml.lock import environment_lock
+from ml.monitor import DEMO_ID
 from ml.steps import data as data_step
 from ml.steps import deploy as deploy_step
 from ml.steps import evaluate as evaluate_step
@@ -220,30 +222,36 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
 
 
 DRIFT_EXIT = 4
-SHIFTED = ("mean_radius", "mean_texture", "worst_area", "worst_concavity")
 
 
 def show_monitoring(ctx: Context, report: monitor_step.MonitorReport) -> None:
-    result = report.result
-    table = Table(title=f"monitoring v{report.version}: {result.rows} rows from {result.records} requests")
+    metrics = report.metrics
+    table = Table(
+        title=f"monitoring v{report.version}: {metrics['rows']} rows from {metrics['requests']} requests "
+        f"({report.job_name})"
+    )
     for column in ("feature", "check", "description"):
         table.add_column(column, overflow="fold")
-    for violation in result.violations:
-        table.add_row(violation.feature_name, violation.constraint_check_type, violation.description)
-    if result.violations:
+    for violation in report.violations:
+        table.add_row(violation["feature_name"], violation["constraint_check_type"], violation["description"])
+    if report.violations:
         ctx.console.print(table)
-    if result.malformed:
-        ctx.console.print(
-            f"[yellow]{len(result.malformed)} malformed capture line(s) skipped[/], e.g. {result.malformed[0]}"
-        )
-    ctx.console.print(f"report: {report.report_dir / 'report.md'}\nviolations: {report.violations_file}")
+    if not metrics["judged_drift"]:
+        ctx.console.print(f"[yellow]too few rows to judge drift[/] ({metrics['rows']}; [monitor].min_rows = "
+                          f"{ctx.config.monitor.min_rows})")  # fmt: skip
+    if metrics["labelled"]:
+        live = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics["live_metrics"].items()))
+        ctx.console.print(f"model quality on {metrics['labelled']} labelled requests: {live}")
+    ctx.console.print(f"report: {report.report_file}\nviolations: {report.violations_file}", highlight=False)
 
 
 def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
     report = monitor_step.run(ctx)
     show_monitoring(ctx, report)
-    if not report.result.violations:
-        ctx.console.print("[green]no violations[/]")
+    if not report.violations:
+        # An empty or small window is said so (above), never passed off as "no drift".
+        judged = "" if report.metrics["judged_drift"] else " (drift not judged: too few rows)"
+        ctx.console.print(f"[green]no violations[/]{judged}")
         return 0
     if args.retrain:
         # The same entry point repository_dispatch reaches in CI: the whole pipeline.
@@ -252,46 +260,126 @@ def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
     return DRIFT_EXIT
 
 
-def cmd_drift_demo(ctx: Context, args: argparse.Namespace) -> int:
-    """Send clean traffic, then shifted traffic, to the endpoint and show the monitor telling them apart."""
+def demo_endpoint(ctx: Context, args: argparse.Namespace) -> DataResult | None:
+    """A serving local endpoint for a demo (the pipeline runs first if none serves), and the data."""
+    if ctx.config.env != "local":
+        raise PipelineError("the demos send synthetic traffic to the local endpoint only; run them without MLOPS_ENV")
     status = ctx.backends.endpoint.status()
     if status is None or not status.healthy:
         ctx.console.print("no endpoint is serving yet: running the pipeline first")
         if cmd_pipeline(ctx, args) != 0:
-            return 1
-    data = data_step.run(ctx)
+            return None
+    return data_step.run(ctx)
+
+
+def shifted_features(statistics: dict[str, object], count: int = 4) -> list[str]:
+    """Features to shift in the drift demo, spread over the schema (whatever the data set)."""
+    names = [str(f["name"]) for f in statistics["features"]]  # type: ignore[attr-defined]
+    step = max(1, len(names) // count)
+    return names[::step][:count]
+
+
+def cmd_drift_demo(ctx: Context, args: argparse.Namespace) -> int:
+    """Send clean traffic, then shifted traffic, and show the monitor telling them apart.
+
+    The demo's requests carry InferenceIds of their own: it judges only them, and `make monitor`
+    leaves them out, so the endpoint's real captured traffic is neither deleted nor disturbed.
+    """
+    data = demo_endpoint(ctx, args)
+    if data is None:
+        return 1
     rows = smoke_step.load_sample(ctx, data, limit=None)
-    statistics, _ = monitor_step.baseline_of(ctx, ctx.backends.desired_state.read() or 0)
-    spread = {f["name"]: f["numerical_statistics"]["std_dev"] for f in statistics["features"]}
+    statistics, _ = monitor_step.baseline_of(ctx, monitor_step.serving_version(ctx).version)
+    spread = {str(f["name"]): float(f["numerical_statistics"]["std_dev"]) for f in statistics["features"]}
+    shifted = shifted_features(statistics)
+    run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
     outcomes = {}
     for label, shift in (("clean", 0.0), ("shifted", 1.5)):
-        capture_dir = ctx.backends.endpoint.capture(Path(ctx.config.state_dir))
-        shutil.rmtree(capture_dir, ignore_errors=True)
+        prefix = f"{DEMO_ID}drift-{run_id}-{label}-"
         for start in range(0, len(rows), 10):
-            batch = rows[start : start + 10]
             lines = [
                 ",".join(
-                    str(float(row[name]) + (shift * spread[name] if name in SHIFTED else 0.0))
+                    str(float(row[name]) + (shift * spread[name] if name in shifted else 0.0))
                     for name in schema.FEATURES
                 )
-                for row in batch
+                for row in rows[start : start + 10]
             ]
-            ctx.backends.endpoint.invoke(("\n".join(lines) + "\n").encode(), "text/csv", "application/json")
-        report = monitor_step.run(ctx)
+            ctx.backends.endpoint.invoke(
+                ("\n".join(lines) + "\n").encode(), "text/csv", "application/json", inference_id=f"{prefix}{start}"
+            )
+        report = monitor_step.run(ctx, window_hours=1, only_ids=prefix)
         ctx.console.rule(
-            f"{label} traffic: {len(rows)} rows" + (f", {', '.join(SHIFTED)} shifted by {shift} std" if shift else "")
+            f"{label} traffic: {len(rows)} rows" + (f", {', '.join(shifted)} shifted by {shift} std" if shift else "")
         )
         show_monitoring(ctx, report)
-        outcomes[label] = report.result
-    caught = set(outcomes["shifted"].drifted) >= set(SHIFTED)
+        outcomes[label] = report
+    caught = set(outcomes["shifted"].drifted) >= set(shifted)
     clean = not outcomes["clean"].violations
-    verdict = (
+    ctx.console.print(
         "[green]the monitor caught the shift and passed the clean traffic[/]"
         if caught and clean
         else "[red]unexpected result[/]"
     )
-    ctx.console.print(verdict)
     return 0 if caught and clean else 1
+
+
+def cmd_quality_demo(ctx: Context, args: argparse.Namespace) -> int:
+    """Traffic whose labels arrive later: a healthy round, then one where the world changed.
+
+    Each test row is one request with an InferenceId; its label is then recorded as ground truth,
+    as a labelling process would. In the second round two labels in five are the other class, as
+    if the relation between features and label had moved (concept drift): the features look the
+    same, so drift checks pass, and only model quality on labelled traffic catches it.
+    """
+    data = demo_endpoint(ctx, args)
+    if data is None:
+        return 1
+    rows = smoke_step.load_sample(ctx, data, limit=None)
+    run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
+    outcomes = {}
+    for label, flipped in (("healthy", False), ("degraded", True)):
+        prefix = f"{DEMO_ID}quality-{run_id}-{label}-"
+        labels = []
+        for number, row in enumerate(rows):
+            line = ",".join(row[name] for name in schema.FEATURES)
+            inference_id = f"{prefix}{number}"
+            ctx.backends.endpoint.invoke(
+                f"{line}\n".encode(), "text/csv", "application/json", inference_id=inference_id
+            )
+            truth = int(row[schema.LABEL])
+            labels.append((inference_id, str(1 - truth if flipped and number % 5 < 2 else truth)))
+        monitor_step.record_labels(ctx, labels)
+        report = monitor_step.run(ctx, window_hours=1, only_ids=prefix)
+        ctx.console.rule(f"{label}: {len(rows)} requests, labels recorded" + (" (2 in 5 changed)" if flipped else ""))
+        show_monitoring(ctx, report)
+        outcomes[label] = report
+    quality = [v for v in outcomes["degraded"].violations if v["constraint_check_type"] == "model_quality_check"]
+    healthy = not outcomes["healthy"].violations
+    ctx.console.print(
+        "[green]the monitor caught the model's drop on later labels and passed the healthy round[/]"
+        if quality and healthy
+        else "[red]unexpected result[/]"
+    )
+    return 0 if quality and healthy else 1
+
+
+def cmd_label(ctx: Context, args: argparse.Namespace) -> int:
+    """Record ground truth from a CSV with columns inference_id and label (labels that arrived later)."""
+    if not args.input:
+        raise PipelineError("label needs INPUT=<csv with columns inference_id,label>")
+    path = Path(args.input)
+    if not path.is_file():
+        raise PipelineError(f"{path} does not exist; INPUT names a CSV with columns inference_id,label")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"inference_id", "label"} <= set(reader.fieldnames):
+            raise PipelineError(f"{path} needs the columns inference_id and label (it has {reader.fieldnames})")
+        labels = [(row["inference_id"], row["label"]) for row in reader if row["inference_id"]]
+    if not labels:
+        raise PipelineError(f"{path} holds no labels")
+    where = monitor_step.record_labels(ctx, labels)
+    ctx.console.print(f"recorded {len(labels)} label(s) in {where}; `make monitor` joins them to their requests")
+    return 0
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
@@ -391,6 +479,8 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "smoke-test": cmd_smoke_test,
     "monitor": cmd_monitor,
     "drift-demo": cmd_drift_demo,
+    "quality-demo": cmd_quality_demo,
+    "label": cmd_label,
     "promotion-pr": cmd_promotion_pr,
     "verify": cmd_verify,
     "status": cmd_status,
@@ -402,7 +492,7 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
 }
 # Commands that change the registry, the desired state or the endpoint take the environment's lock.
 LOCKED = {"pipeline", "train", "register", "promote", "deploy", "verify", "stop", "clean", "gc", "drift-demo",
-          "registry-check", "promotion-pr"}  # fmt: skip
+          "quality-demo", "registry-check", "promotion-pr"}  # fmt: skip
 INTERRUPTED = 130  # what a shell reports for Ctrl-C
 
 
@@ -430,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrain", action="store_true", help="monitor: run the pipeline when violations are found")
     parser.add_argument("--repair", action="store_true", help="registry-check: rebuild the database from the journal")
     parser.add_argument("--keep", type=int, default=3, help="gc: how many recent versions and jobs to keep")
+    parser.add_argument("--input", help="label: a CSV with columns inference_id and label")
     parser.add_argument(
         "--from", dest="from_env", choices=("dev", "staging"), help="promotion-pr: take the version this stack serves"
     )

@@ -74,10 +74,34 @@ class AwsSection(_Section):
 
 
 class MonitorSection(_Section):
-    # PSI above 0.2 is the usual line for a shift worth acting on.
-    drift_threshold: Annotated[float, Field(gt=0, le=10)] = 0.2
-    # Below this many rows, sampling noise alone moves PSI past the threshold: drift is not judged.
-    min_rows: Annotated[int, Field(ge=1)] = 50
+    # `make monitor` (and the schedule in AWS) judges the traffic of the last window_hours.
+    window_hours: Annotated[float, Field(gt=0, le=24 * 31)] = 24
+    # The chance that traffic like the training data raises a drift alarm in a window, at most:
+    # a chi-square test per feature at drift_alpha / features (ml/monitor.py).
+    drift_alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.001
+    # Below this many rows in the window, drift is not judged (the report says so).
+    min_rows: Annotated[int, Field(ge=10)] = 50
+    # More unreadable captured requests than this share of the window is a violation.
+    max_unreadable_share: Annotated[float, Field(ge=0, le=1)] = 0.01
+    # Model quality on labelled traffic: these metrics, no more than tolerance below the registered.
+    quality_metrics: tuple[Literal["roc_auc", "accuracy", "f1", "precision", "recall"], ...] = ("accuracy",)
+    quality_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.05
+    min_labels: Annotated[int, Field(ge=1)] = 50
+    # A serving model older than this is a violation (and an alarm in AWS): retrain.
+    max_model_age_days: Annotated[int, Field(ge=1)] = 90
+
+    def job_arguments(self, window_hours: float | None = None) -> list[str]:
+        """These settings as ml/monitor_job.py's arguments: `make monitor` and the AWS schedule pass the same."""
+        return [
+            "--window-hours", str(window_hours or self.window_hours),
+            "--drift-alpha", str(self.drift_alpha),
+            "--min-rows", str(self.min_rows),
+            "--max-unreadable-share", str(self.max_unreadable_share),
+            "--quality-metrics", ",".join(self.quality_metrics),
+            "--quality-tolerance", str(self.quality_tolerance),
+            "--min-labels", str(self.min_labels),
+            "--max-model-age-days", str(self.max_model_age_days),
+        ]  # fmt: skip
 
 
 class ServeSection(_Section):
@@ -89,6 +113,8 @@ class ServeSection(_Section):
     # A request body that has not arrived after this long gets 408 (a client that stalls).
     body_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60
     smoke_test_rows: Annotated[int, Field(ge=1, le=10_000)] = 25
+    # The smoke test fails when its single-row requests' 95th-percentile latency is over this.
+    smoke_test_p95_ms: Annotated[float, Field(gt=0, le=60_000)] = 500
     startup_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60
 
 

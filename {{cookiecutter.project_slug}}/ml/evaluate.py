@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", default="/opt/ml/processing")
     parser.add_argument("--label", default="malignant")
+    parser.add_argument("--reference-rows", type=int, default=25, help="test rows kept with their predictions")
     return parser.parse_args(argv)
 
 
@@ -72,7 +73,22 @@ def score(module: ModuleType, model: Any, frame: pd.DataFrame, label: str) -> di
     }
 
 
-def evaluate(root: Path, label: str) -> dict[str, Any]:
+def reference(module: ModuleType, model: Any, frame: pd.DataFrame, label: str, rows: int) -> dict[str, Any]:
+    """Test rows and the model's offline answers for them: what the endpoint must answer the same.
+
+    The smoke test sends these rows to the deployed model and fails on any difference beyond
+    floating-point noise (training/serving skew).
+    """
+    sample = frame.drop(columns=[label]).head(rows)
+    prediction = module.predict_fn(sample, model)
+    return {
+        "features": list(sample.columns),
+        "rows": sample.to_numpy(dtype=float).tolist(),
+        "probabilities": [float(p) for p in prediction["probabilities"]],
+    }
+
+
+def evaluate(root: Path, label: str, reference_rows: int = 25) -> dict[str, Any]:
     test_files = sorted((root / "input" / "test").glob("*.csv"))
     if not test_files:
         raise FileNotFoundError(f"no test CSV under {root / 'input' / 'test'}")
@@ -85,6 +101,8 @@ def evaluate(root: Path, label: str) -> dict[str, Any]:
             if tarball.exists():
                 module, model = load_packaged_model(tarball, Path(scratch) / role)
                 report[role] = score(module, model, frame, label)
+                if role == "candidate":
+                    report["reference"] = reference(module, model, frame, label, reference_rows)
     if report["candidate"] is None:
         raise FileNotFoundError(f"no candidate model at {root / 'input' / 'model'}")
     return report
@@ -93,11 +111,11 @@ def evaluate(root: Path, label: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = Path(args.root)
-    report = evaluate(root, args.label)
+    report = evaluate(root, args.label, args.reference_rows)
     output = root / "output" / "evaluation"
     output.mkdir(parents=True, exist_ok=True)
     (output / "evaluation.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps({role: r and r["metrics"] for role, r in report.items()}))
+    print(json.dumps({role: report[role] and report[role]["metrics"] for role in ("candidate", "champion")}))
     return 0
 
 

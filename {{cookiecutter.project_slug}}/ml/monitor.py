@@ -1,39 +1,102 @@
-"""Data-quality monitoring of captured traffic against the training baseline.
+"""The traffic an endpoint served, judged against its model: drift, data quality, model quality, age.
 
-It reads SageMaker data-capture JSON Lines, checks the inputs against the baseline's
-constraints.json and statistics.json (SageMaker Model Monitor's own formats), and reports in
-Model Monitor's constraint_violations.json format, so results read the same locally and in AWS:
+One implementation, locally and in AWS. `make monitor` runs it as a processing job
+(ml/monitor_job.py) over the local endpoint's data capture; in AWS the same job runs in the
+SageMaker scikit-learn image over the endpoint's S3 data capture, on a schedule, and publishes
+CloudWatch metrics. (SageMaker Model Monitor closed to new customers on 2026-07-30.) Only the
+container's libraries are imported: the standard library, numpy and scipy.
 
-- missing_column_check: a baseline feature that no captured request carries
-- data_type_check: values that are not numbers
-- completeness_check: the share of present values below the constraint
-- baseline_drift_check: population stability index (PSI) over the baseline's buckets above
-  [monitor].drift_threshold
+It reads one window of traffic (the last `window_hours`), a line at a time: memory grows with
+the number of buckets and of labelled requests in the window, never with the capture history.
+The checks, reported in Model Monitor's constraint_violations.json format:
+
+- unreadable_traffic_check: captured requests that cannot be read, above `max_unreadable_share`
+  of the window (traffic nobody can judge is not "no drift");
+- missing_column_check, data_type_check, completeness_check;
+- baseline_drift_check: a chi-square test of homogeneity between the training rows and the
+  window's rows over the baseline's decile buckets, per feature. Drift is p < alpha / features
+  (Bonferroni), so on traffic like the training data a window raises a false alarm with
+  probability at most `drift_alpha`, whatever the window's size; below `min_rows` the window is
+  reported as too small to judge. The drift score published is -log10(p);
+- model_quality_check: the serving model's metrics on labelled traffic (ground truth joined by
+  inference id, as SageMaker merges ground truth) below the metrics registered for it by more
+  than `quality_tolerance`;
+- model_age_check: the serving version is older than `max_model_age_days`.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
+import contextlib
 import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-EPSILON = 1e-4  # stands in for an empty bucket, so PSI stays finite
-# The InferenceId prefix of the smoke test's requests: data capture records them like any other,
-# and the monitor leaves them out, so a deploy's own checks are never judged as traffic.
+# The InferenceId prefixes of the project's own requests: the smoke test's, and the demos'. The
+# monitor leaves them out of production traffic (the demos judge their own, and only theirs).
 SMOKE_TEST_ID = "mlops-smoke-test-"
+DEMO_ID = "mlops-demo-"
+EXCLUDED_IDS = (SMOKE_TEST_ID, DEMO_ID)
+MAX_EXAMPLES = 20  # unreadable lines quoted in the report
+SCORE_CAP = 300.0  # -log10 of the smallest p-value a double holds
+
+
+@dataclass(frozen=True)
+class Settings:
+    drift_alpha: float = 0.001
+    min_rows: int = 50
+    max_unreadable_share: float = 0.01
+    quality_metrics: tuple[str, ...] = ("accuracy",)
+    quality_tolerance: float = 0.05
+    min_labels: int = 50
+    max_model_age_days: int = 90
 
 
 @dataclass
-class Capture:
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    records: int = 0
-    malformed: list[str] = field(default_factory=list)
-    excluded: int = 0  # the smoke test's own requests
+class FeatureWindow:
+    """One feature across the window: counts only."""
+
+    present: int = 0  # rows that carry the feature
+    not_numbers: int = 0
+    missing: int = 0  # present but empty or null
+    buckets: list[float] = field(default_factory=list)
+
+    @property
+    def valid(self) -> int:
+        return int(sum(self.buckets))
+
+
+@dataclass
+class Window:
+    start: datetime
+    end: datetime
+    features: dict[str, FeatureWindow]
+    lower_bounds: dict[str, list[float]]  # each feature's baseline buckets
+    records: int = 0  # readable requests
+    rows: int = 0
+    unreadable: int = 0
+    unreadable_examples: list[str] = field(default_factory=list)
+    excluded: int = 0  # the project's own requests
+    # inference id -> (predicted label, probability of the positive class): for ground truth.
+    predictions: dict[str, tuple[int, float]] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    bad_labels: int = 0
+    bad_label_examples: list[str] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return self.records + self.unreadable
+
+    @property
+    def unknown_labels(self) -> int:
+        """Labels for inference ids this window did not capture (other windows, or no request)."""
+        return sum(1 for event in self.labels if event not in self.predictions)
 
 
 @dataclass(frozen=True)
@@ -45,16 +108,49 @@ class Violation:
 
 @dataclass
 class MonitorResult:
-    rows: int
-    records: int
-    malformed: list[str]
+    window: Window
     violations: list[Violation]
-    psi: dict[str, float]
+    drift_p: dict[str, float]
     judged_drift: bool
+    live_metrics: dict[str, float]
+    labelled: int
+    model_age_days: float | None
 
     @property
     def drifted(self) -> list[str]:
         return [v.feature_name for v in self.violations if v.constraint_check_type == "baseline_drift_check"]
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return {name: drift_score(p) for name, p in self.drift_p.items()}
+
+
+def drift_score(p: float) -> float:
+    return SCORE_CAP if p <= 0 else min(SCORE_CAP, -math.log10(p))
+
+
+def score_threshold(settings: Settings, features: int) -> float:
+    """The drift score above which a feature has drifted (Bonferroni over the features judged)."""
+    return -math.log10(settings.drift_alpha / max(1, features))
+
+
+# ---- the baseline ----
+
+
+def lower_bounds(feature: dict[str, Any]) -> list[float]:
+    return [b["lower_bound"] for b in feature["numerical_statistics"]["distribution"]["kll"]["buckets"]]
+
+
+def bucket_of(value: float, lowers: list[float]) -> int:
+    """The baseline bucket a value falls in: [lower_i, lower_i+1), the ends open to the outside.
+
+    The same rule train.py counts the baseline with (numpy's histogram), so a value on an edge
+    lands in the same bucket in training and in traffic.
+    """
+    return min(max(bisect.bisect_right(lowers, value) - 1, 0), len(lowers) - 1)
+
+
+# ---- reading a window ----
 
 
 def _instances(text: str, content_type: str, features: list[str]) -> list[dict[str, Any]]:
@@ -64,11 +160,13 @@ def _instances(text: str, content_type: str, features: list[str]) -> list[dict[s
         for row in rows:
             if len(row) != len(features):
                 raise ValueError(f"a CSV row has {len(row)} values, the model takes {len(features)}")
+        if not rows:
+            raise ValueError("the request holds no rows")
         return [dict(zip(features, row, strict=True)) for row in rows]
     if kind == "application/json":
         payload = json.loads(text)
         items = payload.get("instances") if isinstance(payload, dict) else payload
-        if not isinstance(items, list):
+        if not isinstance(items, list) or not items:
             raise ValueError('JSON input is neither {"instances": [...]} nor a list')
         out = []
         for item in items:
@@ -82,130 +180,252 @@ def _instances(text: str, content_type: str, features: list[str]) -> list[dict[s
     raise ValueError(f"unsupported content type {content_type!r}")
 
 
-def read_capture(root: Path, features: list[str]) -> Capture:
-    """Every request captured under root; lines that cannot be read are listed, not dropped silently."""
-    capture = Capture()
-    for path in sorted(root.rglob("*.jsonl")):
-        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if str(record.get("eventMetadata", {}).get("inferenceId", "")).startswith(SMOKE_TEST_ID):
-                    capture.excluded += 1
-                    continue
-                data = record["captureData"]["endpointInput"]
-                text = data["data"]
-                if data.get("encoding") == "BASE64":
-                    text = base64.b64decode(text).decode("utf-8")
-                rows = _instances(text, data.get("observedContentType", "text/csv"), features)
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
-                capture.malformed.append(f"{path.relative_to(root)}:{number}: {type(error).__name__}: {error}")
-                continue
-            capture.records += 1
-            capture.rows.extend(rows)
-    return capture
+def _decoded(side: dict[str, Any]) -> str:
+    text = side["data"]
+    if side.get("encoding") == "BASE64":
+        text = base64.b64decode(text).decode("utf-8")
+    return str(text)
 
 
-@dataclass(frozen=True)
-class Column:
-    """One feature across the captured rows, as the checks and the plots read it."""
-
-    present: int  # rows that carry the feature at all
-    not_numbers: int  # values present that are not numbers
-    values: list[float]  # the numeric values
+def _predictions(side: dict[str, Any]) -> list[tuple[int, float]]:
+    """What the endpoint answered: (label, probability) per row, from its JSON output."""
+    answer = json.loads(_decoded(side))
+    return [(int(p["label"]), float(p["probability"])) for p in answer["predictions"]]
 
 
-def column(rows: list[dict[str, Any]], name: str) -> Column:
-    present, not_numbers, values = 0, 0, []
-    for row in rows:
-        if name not in row:
-            continue
-        present += 1
-        value = row[name]
-        if value is None or value == "":
+def new_window(statistics: dict[str, Any], start: datetime, end: datetime) -> Window:
+    bounds = {f["name"]: lower_bounds(f) for f in statistics["features"]}
+    features = {name: FeatureWindow(buckets=[0.0] * len(lowers)) for name, lowers in bounds.items()}
+    return Window(start=start, end=end, features=features, lower_bounds=bounds)
+
+
+def add_capture(window: Window, source: str, lines: Iterable[str], only_ids: str | None = None) -> None:
+    """Add captured requests (JSON Lines) to the window: counts, and predictions for ground truth."""
+    names = list(window.features)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            not_numbers += 1
+            record = json.loads(line)
+            metadata = record.get("eventMetadata", {})
+            inference_id = str(metadata.get("inferenceId", ""))
+            if only_ids is not None and not inference_id.startswith(only_ids):
+                continue
+            if only_ids is None and inference_id.startswith(EXCLUDED_IDS):
+                window.excluded += 1
+                continue
+            when = _timestamp(metadata.get("inferenceTime"))
+            if when is not None and not window.start <= when < window.end:
+                continue
+            data = record["captureData"]["endpointInput"]
+            rows = _instances(_decoded(data), data.get("observedContentType", "text/csv"), names)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError) as error:
+            window.unreadable += 1
+            if len(window.unreadable_examples) < MAX_EXAMPLES:
+                window.unreadable_examples.append(f"{source}:{number}: {type(error).__name__}: {error}")
             continue
-        if math.isnan(number):
-            not_numbers += 1
-        else:
-            values.append(number)
-    return Column(present, not_numbers, values)
+        window.records += 1
+        window.rows += len(rows)
+        for row in rows:
+            for name in names:
+                if name not in row:
+                    continue
+                feature = window.features[name]
+                feature.present += 1
+                value = row[name]
+                if value is None or value == "":
+                    feature.missing += 1
+                    continue
+                try:
+                    number_value = float(value)
+                except (TypeError, ValueError):
+                    feature.not_numbers += 1
+                    continue
+                if math.isnan(number_value):
+                    feature.missing += 1
+                    continue
+                feature.buckets[bucket_of(number_value, window.lower_bounds[name])] += 1
+        if inference_id and len(rows) == 1:
+            # Ground truth is joined per request: only single-row requests map one id to one row.
+            with contextlib.suppress(ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+                window.predictions[inference_id] = _predictions(record["captureData"]["endpointOutput"])[0]
 
 
-def psi(expected: list[float], actual: list[float]) -> float:
-    total_e, total_a = sum(expected), sum(actual)
-    value = 0.0
-    for e, a in zip(expected, actual, strict=True):
-        pe, pa = max(e / total_e, EPSILON), max(a / total_a, EPSILON)
-        value += (pa - pe) * math.log(pa / pe)
-    return value
+def add_ground_truth(window: Window, source: str, lines: Iterable[str]) -> None:
+    """Labels that arrived for requests (SageMaker's ground-truth record: groundTruthData, eventId)."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            event = str(record["eventMetadata"]["eventId"])
+            data = record["groundTruthData"]
+            text = _decoded(data).strip()
+            label = int(float(text))
+            if float(text) != label:
+                raise ValueError(f"label {text!r} is not a class")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError) as error:
+            window.bad_labels += 1
+            if len(window.bad_label_examples) < MAX_EXAMPLES:
+                window.bad_label_examples.append(f"{source}:{number}: {type(error).__name__}: {error}")
+            continue
+        window.labels[event] = label
 
 
-def bucket_counts(values: list[float], buckets: list[dict[str, float]]) -> list[float]:
-    """Bin values on the baseline's buckets; values outside its range fall into the end buckets."""
-    counts = [0.0] * len(buckets)
-    uppers = [b["upper_bound"] for b in buckets]
-    for value in values:
-        index = next((i for i, upper in enumerate(uppers) if value <= upper), len(buckets) - 1)
-        counts[index] += 1
-    return counts
+def _timestamp(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.strptime(text.rstrip("Z")[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def hours(start: datetime, end: datetime) -> Iterator[str]:
+    """The yyyy/mm/dd/hh directories (S3 prefixes) the window spans, as data capture lays them out."""
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    while hour < end:
+        yield hour.strftime("%Y/%m/%d/%H")
+        hour += timedelta(hours=1)
+
+
+# ---- the checks ----
+
+
+def _chi_square_p(baseline: list[float], live: list[float]) -> float:
+    """p-value of the chi-square test that training rows and window rows share one distribution."""
+    from scipy.stats import chi2_contingency
+
+    pairs = [(b, w) for b, w in zip(baseline, live, strict=True) if b + w > 0]
+    if len(pairs) < 2:
+        return 1.0
+    table = [[b for b, _ in pairs], [w for _, w in pairs]]
+    return float(chi2_contingency(table, correction=False).pvalue)
+
+
+def _live_metrics(window: Window) -> tuple[dict[str, float], int]:
+    joined = [(window.labels[i], p) for i, p in window.predictions.items() if i in window.labels]
+    if not joined:
+        return {}, 0
+    truth = [t for t, _ in joined]
+    predicted = [label for _, (label, _) in joined]
+    tp = sum(1 for t, p in zip(truth, predicted, strict=True) if t == 1 and p == 1)
+    fp = sum(1 for t, p in zip(truth, predicted, strict=True) if t == 0 and p == 1)
+    fn = sum(1 for t, p in zip(truth, predicted, strict=True) if t == 1 and p == 0)
+    metrics = {"accuracy": sum(1 for t, p in zip(truth, predicted, strict=True) if t == p) / len(joined)}
+    metrics["precision"] = tp / (tp + fp) if tp + fp else 0.0
+    metrics["recall"] = tp / (tp + fn) if tp + fn else 0.0
+    total = metrics["precision"] + metrics["recall"]
+    metrics["f1"] = 2 * metrics["precision"] * metrics["recall"] / total if total else 0.0
+    if len(set(truth)) == 2:
+        from scipy.stats import mannwhitneyu
+
+        scores = [probability for _, (_, probability) in joined]
+        positives = [s for s, t in zip(scores, truth, strict=True) if t == 1]
+        negatives = [s for s, t in zip(scores, truth, strict=True) if t == 0]
+        # ROC AUC is the Mann-Whitney U of the positives' scores over the negatives'.
+        metrics["roc_auc"] = float(mannwhitneyu(positives, negatives).statistic) / (len(positives) * len(negatives))
+    return metrics, len(joined)
 
 
 def check(
-    capture: Capture, statistics: dict[str, Any], constraints: dict[str, Any], drift_threshold: float, min_rows: int
+    window: Window,
+    statistics: dict[str, Any],
+    constraints: dict[str, Any],
+    settings: Settings,
+    registered_metrics: dict[str, float] | None = None,
+    model_created_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> MonitorResult:
     stats = {f["name"]: f for f in statistics["features"]}
     violations: list[Violation] = []
-    scores: dict[str, float] = {}
-    rows = capture.rows
-    judged = len(rows) >= min_rows
+    requests = window.requests
+    if requests and window.unreadable / requests > settings.max_unreadable_share:
+        violations.append(
+            Violation(
+                "(all)",
+                "unreadable_traffic_check",
+                f"{window.unreadable} of {requests} captured requests could not be read "
+                f"(more than {settings.max_unreadable_share:.0%}); e.g. {window.unreadable_examples[:1]}",
+            )
+        )
+    judged = window.rows >= settings.min_rows
+    p_values: dict[str, float] = {}
     for constraint in constraints["features"]:
         name = constraint["name"]
-        parsed = column(rows, name)
-        if rows and not parsed.present:
+        feature = window.features.get(name)
+        if feature is None:
+            continue
+        if window.rows and not feature.present:
             violations.append(Violation(name, "missing_column_check", f"no captured request has column {name}"))
             continue
-        if parsed.not_numbers:
+        if feature.not_numbers:
             violations.append(
                 Violation(
                     name,
                     "data_type_check",
                     f"Data type match requirement is not met: expected Fractional, "
-                    f"{parsed.not_numbers} of {parsed.present} values are not numbers",
+                    f"{feature.not_numbers} of {feature.present} values are not numbers",
                 )
             )
-        valid = parsed.values
-        completeness = len(valid) / len(rows) if rows else 1.0
-        if completeness < constraint.get("completeness", 1.0):
+        required = float(constraint.get("completeness", 1.0))
+        valid = feature.valid
+        if window.rows and valid / window.rows < required:
+            missing = window.rows - valid
             violations.append(
                 Violation(
                     name,
                     "completeness_check",
-                    f"Completeness {completeness:.4f} is below the baseline's {constraint['completeness']:.4f}",
+                    f"{missing} of {window.rows} values are missing or not numbers: completeness "
+                    f"{valid / window.rows:.6g}, the baseline requires {required:.6g}",
                 )
             )
         if judged and valid:
-            buckets = stats[name]["numerical_statistics"]["distribution"]["kll"]["buckets"]
-            score = psi([b["count"] for b in buckets], bucket_counts(valid, buckets))
-            scores[name] = score
-            if score > drift_threshold:
+            baseline = [b["count"] for b in stats[name]["numerical_statistics"]["distribution"]["kll"]["buckets"]]
+            p_values[name] = _chi_square_p(baseline, feature.buckets)
+    if judged:
+        limit = settings.drift_alpha / max(1, len(p_values))
+        for name, p in p_values.items():
+            if p < limit:
                 violations.append(
                     Violation(
                         name,
                         "baseline_drift_check",
-                        f"Baseline drift distance {score:.4f} exceeds threshold {drift_threshold:.4f} (PSI)",
+                        f"the window's values differ from training (chi-square p = {p:.3g}, drift score "
+                        f"{drift_score(p):.1f} > {score_threshold(settings, len(p_values)):.1f})",
                     )
                 )
-    return MonitorResult(len(rows), capture.records, capture.malformed, violations, scores, judged)
+    live, labelled = _live_metrics(window)
+    if registered_metrics and labelled >= settings.min_labels:
+        for metric in settings.quality_metrics:
+            if metric in live and metric in registered_metrics:
+                drop = registered_metrics[metric] - live[metric]
+                if drop > settings.quality_tolerance:
+                    violations.append(
+                        Violation(
+                            metric,
+                            "model_quality_check",
+                            f"{metric} on {labelled} labelled requests is {live[metric]:.4f}, "
+                            f"{drop:.4f} below the {registered_metrics[metric]:.4f} registered for the model "
+                            f"(tolerance {settings.quality_tolerance})",
+                        )
+                    )
+    age = None
+    if model_created_at is not None:
+        age = ((now or datetime.now(UTC)) - model_created_at).total_seconds() / 86400
+        if age > settings.max_model_age_days:
+            violations.append(
+                Violation(
+                    "(model)",
+                    "model_age_check",
+                    f"the serving model is {age:.0f} days old, more than max_model_age_days = {settings.max_model_age_days}",
+                )
+            )
+    return MonitorResult(window, violations, p_values, judged, live, labelled, age)
 
 
 def violations_document(result: MonitorResult) -> dict[str, Any]:
-    """constraint_violations.json, as SageMaker Model Monitor writes it."""
+    """constraint_violations.json, in Model Monitor's format."""
     return {
         "violations": [
             {
@@ -215,4 +435,24 @@ def violations_document(result: MonitorResult) -> dict[str, Any]:
             }
             for v in result.violations
         ]
+    }
+
+
+def metrics_document(result: MonitorResult, settings: Settings) -> dict[str, Any]:
+    """What the job publishes to CloudWatch (and writes as metrics.json): one drift score per
+    feature, the overall drift flag, the share of unreadable traffic, model quality and age."""
+    window = result.window
+    return {
+        "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+        "requests": window.requests,
+        "rows": window.rows,
+        "judged_drift": result.judged_drift,
+        "drift_score_threshold": score_threshold(settings, len(result.drift_p)),
+        "feature_drift_score": result.scores,
+        "drift": int(bool(result.drifted)),
+        "unreadable_share": (window.unreadable / window.requests) if window.requests else 0.0,
+        "labelled": result.labelled,
+        "live_metrics": result.live_metrics,
+        "model_age_days": result.model_age_days,
+        "violations": len(result.violations),
     }

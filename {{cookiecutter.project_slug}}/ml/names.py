@@ -41,6 +41,18 @@ def kms_key_alias(prefix: str, env: str) -> str:
     return f"alias/{prefix}-{env}"
 
 
+def alerts_key_alias(prefix: str, env: str) -> str:
+    return f"alias/{prefix}-{env}-alerts"
+
+
+def scheduler_role_name(prefix: str, env: str) -> str:
+    return _checked(f"{prefix}-{env}-monitor-scheduler", None, IAM_ROLE_MAX)
+
+
+def events_role_name(prefix: str, env: str) -> str:
+    return _checked(f"{prefix}-{env}-events-dispatch", None, IAM_ROLE_MAX)
+
+
 def deploy_role_name(prefix: str, env: str) -> str:
     return _checked(f"{prefix}-{env}-github-deploy", None, IAM_ROLE_MAX)
 
@@ -52,6 +64,11 @@ GITHUB_ENVIRONMENTS = {"dev": "dev", "staging": "staging", "prod": "production"}
 
 def github_environment(env: str) -> str:
     return GITHUB_ENVIRONMENTS[env]
+
+
+def metrics_namespace(prefix: str) -> str:
+    """The CloudWatch namespace the monitoring job publishes in (and its alarms read)."""
+    return f"MLOps/{prefix}"
 
 
 def alarm_name(prefix: str, env: str, signal: str) -> str:

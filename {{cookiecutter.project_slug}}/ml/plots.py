@@ -1,4 +1,4 @@
-"""Evaluation plots as PNG: the ROC curve and the confusion matrix; drift plots for the monitor.
+"""Evaluation plots as PNG: the ROC curve and the confusion matrix (the monitor draws SVG itself).
 
 matplotlib takes a third of a second to import, so the pipeline draws the evaluation plots in a
 process of their own (`python -m ml.plots evaluation <evaluation.json> <directory>`), beside the
@@ -46,47 +46,6 @@ def confusion_matrix(report: dict[str, Any], path: Path) -> Path:
             colour = "white" if value > largest / 2 else "black"  # readable on dark and light cells
             axes.text(column, row, str(value), ha="center", va="center", fontsize=14, color=colour)
     axes.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual", title="Confusion matrix (candidate)")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
-
-
-def drift(
-    name: str, baseline: dict[str, Any], live: list[float], score: float | None, threshold: float, path: Path
-) -> Path:
-    """Baseline and live distributions of one feature, on the baseline's buckets."""
-    from ml.monitor import bucket_counts
-
-    buckets = baseline["numerical_statistics"]["distribution"]["kll"]["buckets"]
-    expected = [b["count"] for b in buckets]
-    actual = bucket_counts(live, buckets) if live else [0.0] * len(buckets)
-    # The buckets are training deciles of unequal width: show them side by side, labelled by range.
-    positions = list(range(len(buckets)))
-    figure, axes = plt.subplots(figsize=(7, 3.8), dpi=100)
-    axes.bar([p - 0.2 for p in positions], [e / sum(expected) for e in expected], 0.4, label="baseline (training)")
-    if sum(actual):
-        axes.bar([p + 0.2 for p in positions], [a / sum(actual) for a in actual], 0.4, label="captured traffic")
-    axes.set_xticks(positions, [f"≤{b['upper_bound']:.3g}" for b in buckets], rotation=45, ha="right")
-    verdict = "" if score is None else f"PSI {score:.3f} ({'drift' if score > threshold else 'ok'})"
-    axes.set(title=f"{name}  {verdict}", xlabel=f"{name} (baseline decile buckets)", ylabel="share of rows")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
-
-
-def psi_bars(ranked: list[tuple[str, float]], threshold: float, path: Path) -> Path:
-    """PSI of every feature, highest first, against the drift threshold."""
-    names = [name for name, _ in ranked]
-    scores = [score for _, score in ranked]
-    figure, axes = plt.subplots(figsize=(7, max(3.0, 0.22 * len(names))), dpi=100)
-    colours = ["tab:red" if s > threshold else "tab:blue" for s in scores]
-    axes.barh(names[::-1], scores[::-1], color=colours[::-1])
-    axes.axvline(threshold, color="grey", linestyle="--", label=f"threshold {threshold}")
-    axes.set(xlabel="population stability index", title="Drift per feature")
-    axes.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

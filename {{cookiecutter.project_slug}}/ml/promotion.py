@@ -79,7 +79,7 @@ def prepare(
     _git(repo, "switch", "--create", branch)
     from ml.steps.promote import monitoring_keys
 
-    state.write(model.version, monitoring_keys(model.package.lineage))
+    state.write(model.version, monitoring_keys(model))
     _git(repo, "add", str(state.path))
     _git(repo, "commit", "--quiet", "--message", f"{title}\n\nmodel_version {previous or 'unset'} -> {model.version}")
     return PreparedPromotion(branch, title, body(target, model, champion, previous), changed=True)

@@ -81,7 +81,8 @@ BASELINE_BUCKETS = 10
 def baseline(frame: pd.DataFrame, features: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """SageMaker Model Monitor's data-quality baseline: statistics.json and constraints.json.
 
-    The same files serve the local monitor (ml/monitor.py) and a Model Monitor schedule in AWS.
+    The same files serve the monitor locally and in AWS (ml/monitor.py, ml/monitor_job.py); their
+    shape stays Model Monitor's, so other tools that read that format can read them.
     Each feature's distribution is kept as buckets in the shape of Model Monitor's KLL summary.
     The bucket edges are the training deciles rather than equal widths: on skewed features,
     equal-width tail buckets hold a handful of rows, and sampling noise alone then moves PSI.

@@ -7,7 +7,6 @@ they do (a worse model, bad data, a broken deploy) disturbs it.
 from __future__ import annotations
 
 import json
-import shutil
 import tarfile
 import time
 import urllib.error
@@ -25,6 +24,7 @@ from ml.backends.base import ModelPackage, ModelVersion
 from ml.config import load_config
 from ml.context import Context, make_context
 from ml.errors import EndpointError
+from ml.steps import monitor as monitor_step
 from ml.summary import Summary
 from tests.conftest import quiet_console, write_config
 from tests.data_factory import good_frame, write_csv
@@ -266,10 +266,10 @@ def test_the_endpoint_captures_requests_in_the_sagemaker_format(champion: Champi
     # Capture is written in the background, off the request path: wait for the record to land.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not any(
-        "e2e-capture" in path.read_text() for path in ctx.backends.endpoint.capture(champion.state).rglob("*.jsonl")
+        "e2e-capture" in path.read_text() for path in Path(ctx.backends.endpoint.capture_location()).rglob("*.jsonl")
     ):
         time.sleep(0.05)
-    files = sorted(ctx.backends.endpoint.capture(champion.state).rglob("*.jsonl"))
+    files = sorted(Path(ctx.backends.endpoint.capture_location()).rglob("*.jsonl"))
     assert files and files[0].relative_to(champion.state / "endpoint" / "data-capture").parts[:2] == (
         ctx.backends.endpoint.name,
         "AllTraffic",
@@ -289,12 +289,29 @@ def test_the_endpoint_captures_requests_in_the_sagemaker_format(champion: Champi
     assert json.loads(last["captureData"]["endpointOutput"]["data"])["predictions"]
 
 
-def test_drift_demo_catches_shifted_traffic_and_passes_clean(champion: Champion) -> None:
-    assert main(["drift-demo"]) == 0
-    assert main(["monitor"]) == 4  # the shifted traffic is what is captured now
+def capture_lines(ctx: Context) -> list[str]:
+    return [line for path in sorted(Path(ctx.backends.endpoint.capture_location()).rglob("*.jsonl"))
+            for line in path.read_text().splitlines()]  # fmt: skip
 
 
-def test_monitoring_without_captured_traffic_says_so(champion: Champion) -> None:
+def test_drift_demo_catches_shifted_traffic_and_keeps_the_real_capture(champion: Champion) -> None:
     ctx = fresh_context()
-    shutil.rmtree(ctx.backends.endpoint.capture(champion.state), ignore_errors=True)
-    assert main(["monitor"]) == 1
+    before = capture_lines(ctx)
+    assert main(["drift-demo"]) == 0
+    after = capture_lines(ctx)
+    assert set(before) <= set(after), "the demo deleted or changed captured traffic"
+    demo = [line for line in set(after) - set(before) if '"mlops-demo-' in line]
+    assert demo, "the demo's requests carry its own InferenceIds"
+    # `make monitor` judges production traffic only: the demo's shifted rows are not in it.
+    report = monitor_step.run(ctx)
+    assert report.metrics["rows"] < len(demo) * 10
+
+
+def test_quality_demo_catches_a_model_that_degrades_on_later_labels(champion: Champion) -> None:
+    assert main(["quality-demo"]) == 0
+
+
+def test_an_empty_window_is_reported_as_too_small_to_judge(champion: Champion) -> None:
+    report = monitor_step.run(fresh_context(), only_ids="nothing-was-sent-with-this-id-")
+    assert report.metrics["requests"] == 0 and report.metrics["judged_drift"] is False
+    assert "drift not judged: 0 rows" in report.report_file.read_text()

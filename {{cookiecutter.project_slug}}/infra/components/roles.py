@@ -49,6 +49,8 @@ class RolesArgs:
 class Roles(pulumi.ComponentResource):
     execution_role: aws.iam.Role
     deploy_role: aws.iam.Role
+    scheduler_role: aws.iam.Role
+    events_role: aws.iam.Role
 
     def __init__(self, name: str, args: RolesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:roles:Roles", name, None, opts)
@@ -111,7 +113,68 @@ class Roles(pulumi.ComponentResource):
             policy=policy(self._deploy_statements(arn)),
             opts=child,
         )
+        # The monitoring schedule's and the retrain dispatch's roles exist from the first `pulumi up`
+        # (an administrator's), so a promotion never needs to create a role.
+        self.scheduler_role = self._service_role(
+            f"{name}-monitor-scheduler", names.scheduler_role_name(args.prefix, args.env), "scheduler.amazonaws.com",
+            [
+                {
+                    "Sid": "StartTheMonitoringPipeline",
+                    "Effect": "Allow",
+                    "Action": "sagemaker:StartPipelineExecution",
+                    "Resource": arn.monitor_pipeline,
+                },
+                {
+                    # Scheduler sends a schedule's dead letters as the schedule's role.
+                    "Sid": "SendDeadLetters",
+                    "Effect": "Allow",
+                    "Action": "sqs:SendMessage",
+                    "Resource": arn.dead_letter_queue,
+                },
+                {
+                    "Sid": "UseTheQueueKey",
+                    "Effect": "Allow",
+                    "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                    "Resource": f"arn:aws:kms:{args.region}:{args.account_id}:key/*",
+                    "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": names.alerts_key_alias(args.prefix, args.env)}},
+                },
+            ],
+            child,
+        )  # fmt: skip
+        self.events_role = self._service_role(
+            f"{name}-events-dispatch", names.events_role_name(args.prefix, args.env), "events.amazonaws.com",
+            [
+                {
+                    "Sid": "SendRetrainDispatch",
+                    "Effect": "Allow",
+                    "Action": "events:InvokeApiDestination",
+                    "Resource": arn.retrain_destination,
+                }
+            ],
+            child,
+        )  # fmt: skip
         self.register_outputs({"execution_role_arn": self.execution_role.arn, "deploy_role_arn": self.deploy_role.arn})
+
+    def _service_role(
+        self, logical: str, role_name: str, service: str, statements: list[Statement], opts: pulumi.ResourceOptions
+    ) -> aws.iam.Role:
+        role = aws.iam.Role(
+            logical,
+            name=role_name,
+            assume_role_policy=policy(
+                [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": service},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": self._args.account_id}},
+                    }
+                ]
+            ),
+            opts=opts,
+        )
+        aws.iam.RolePolicy(f"{logical}-policy", role=role.id, policy=policy(statements), opts=opts)
+        return role
 
     def _execution_statements(self, arn: _Arns) -> list[Statement]:
         statements: list[Statement] = [
@@ -153,11 +216,35 @@ class Roles(pulumi.ComponentResource):
             },
             {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
             {
-                "Sid": "PublishSageMakerMetrics",
+                # SageMaker's own metrics, and the monitoring job's in the project's namespace.
+                "Sid": "PublishMetrics",
                 "Effect": "Allow",
                 "Action": "cloudwatch:PutMetricData",
                 "Resource": "*",
-                "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+                "Condition": {
+                    "StringLike": {
+                        "cloudwatch:namespace": ["/aws/sagemaker/*", names.metrics_namespace(self._args.prefix)]
+                    }
+                },
+            },
+            {
+                # The monitoring pipeline runs as this role and starts its processing job with it.
+                "Sid": "RunTheMonitoringPipeline",
+                "Effect": "Allow",
+                "Action": [
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob",
+                    "sagemaker:AddTags",
+                ],
+                "Resource": arn.pipeline_jobs,
+            },
+            {
+                "Sid": "PassItselfToTheMonitoringJob",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": arn.execution_role,
+                "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             },
             {
                 # Blue/green deployments read the rollback alarms' state.
@@ -219,6 +306,13 @@ class Roles(pulumi.ComponentResource):
                 "Resource": arn.objects,
             },
             {"Sid": "PipelineKey", "Effect": "Allow", "Action": ["kms:CreateGrant"], "Resource": arn.key},
+            {
+                # The monitoring job's code, uploaded by `pulumi up` (content-addressed, tagged by default).
+                "Sid": "MonitoringCode",
+                "Effect": "Allow",
+                "Action": ["s3:DeleteObject", "s3:GetObjectTagging", "s3:PutObjectTagging"],
+                "Resource": pulumi.Output.concat(args.artifacts_bucket_arn, "/code/monitoring/*"),
+            },
             {
                 "Sid": "ManageOwnBuckets",
                 "Effect": "Allow",
@@ -339,6 +433,38 @@ class Roles(pulumi.ComponentResource):
                 "Resource": [arn.model_package_group, arn.model_packages],
             },
             {
+                "Sid": "MonitoringPipeline",
+                "Effect": "Allow",
+                "Action": [
+                    "sagemaker:CreatePipeline",
+                    "sagemaker:UpdatePipeline",
+                    "sagemaker:DeletePipeline",
+                    "sagemaker:DescribePipeline",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                    "sagemaker:DeleteTags",
+                ],
+                "Resource": arn.monitor_pipeline,
+            },
+            {
+                "Sid": "MonitoringSchedule",
+                "Effect": "Allow",
+                "Action": [
+                    "scheduler:CreateSchedule",
+                    "scheduler:GetSchedule",
+                    "scheduler:UpdateSchedule",
+                    "scheduler:DeleteSchedule",
+                ],
+                "Resource": arn.monitor_schedule,
+            },
+            {
+                "Sid": "PassSchedulerRole",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": arn.scheduler_role,
+                "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+            },
+            {
                 "Sid": "AlarmsAndDashboard",
                 "Effect": "Allow",
                 "Action": [
@@ -399,6 +525,14 @@ class _Arns:
         self.sagemaker_logs = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*"
         self.alarms = f"arn:aws:cloudwatch:{region}:{account}:alarm:{args.prefix}-{args.env}-*"
         self.execution_role = f"arn:aws:iam::{account}:role/{names.execution_role_name(args.prefix, args.env)}"
+        scoped = f"{args.prefix}-{args.env}"
+        self.monitor_pipeline = f"arn:aws:sagemaker:{region}:{account}:pipeline/{scoped}-monitor"
+        # SageMaker Pipelines name the jobs they start "pipelines-<execution>-<step>-<hash>".
+        self.pipeline_jobs = f"arn:aws:sagemaker:{region}:{account}:processing-job/pipelines-*"
+        self.retrain_destination = f"arn:aws:events:{region}:{account}:api-destination/{scoped}-retrain-dispatch/*"
+        self.dead_letter_queue = f"arn:aws:sqs:{region}:{account}:{scoped}-dead-letters"
+        self.monitor_schedule = f"arn:aws:scheduler:{region}:{account}:schedule/default/{scoped}-monitor"
+        self.scheduler_role = f"arn:aws:iam::{account}:role/{names.scheduler_role_name(args.prefix, args.env)}"
         self.registry_objects = (
             pulumi.Output.concat(args.registry_artifacts_bucket_arn, "/*")
             if args.registry_artifacts_bucket_arn is not None

@@ -141,8 +141,16 @@ class Endpoint(Protocol):
         """The endpoint's answer; inference_id is recorded with the captured request (for ground truth)."""
         ...
 
-    def capture(self, scratch: Path) -> Path:
-        """A local directory holding the captured requests (data-capture JSON Lines)."""
+    def capture_location(self) -> str:
+        """Where the endpoint's variant writes data capture: a directory, or an s3:// prefix."""
+        ...
+
+    def ground_truth_location(self) -> str:
+        """Where labels for its requests land (SageMaker's ground-truth records), likewise."""
+        ...
+
+    def record_ground_truth(self, path: Path, hour: str) -> str:
+        """Store a file of ground-truth records under the hour (yyyy/mm/dd/hh); return where."""
         ...
 
     def stop(self) -> bool: ...

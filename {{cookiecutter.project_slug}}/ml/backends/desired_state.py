@@ -3,7 +3,8 @@
 In AWS this is infra/Pulumi.<env>.yaml, committed to git, and `pulumi up` reconciles
 the endpoint to it. Locally it is a file of the same shape under .mlops/, and the deploy
 step reconciles the local endpoint to it. Edits keep comments and key order, so a
-promotion is a one-line diff that `git revert` undoes.
+promotion is a small diff (the version and the monitoring keys that go with it) that
+`git revert` undoes.
 """
 
 from __future__ import annotations

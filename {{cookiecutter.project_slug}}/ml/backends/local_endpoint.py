@@ -356,8 +356,16 @@ class LocalEndpoint:
         except (urllib.error.URLError, OSError) as exc:
             raise EndpointError(f"endpoint {self.name} did not answer ({exc}); `make status` shows its health") from exc
 
-    def capture(self, scratch: Path) -> Path:
-        return self.capture_dir
+    def capture_location(self) -> str:
+        return str(self.capture_dir / self.name / "AllTraffic")
+
+    def ground_truth_location(self) -> str:
+        return str(self.root / "ground-truth" / self.name)
+
+    def record_ground_truth(self, path: Path, hour: str) -> str:
+        target = Path(self.ground_truth_location()) / hour / path.name
+        atomic.copy_file(path, target)
+        return str(target)
 
     def stop(self) -> bool:
         """Stop the recorded server and any server of this endpoint that nothing recorded."""

@@ -112,7 +112,9 @@ class LocalJobRunner:
             if not files:
                 raise JobFailedError(f"processing job {spec.job_name} wrote nothing to output {name!r}")
             for path in files:
-                outputs[f"{name}/{path.name}"] = self._artifacts.put(path)
+                outputs[f"{name}/{path.relative_to(processing / 'output' / name).as_posix()}"] = self._artifacts.put(
+                    path
+                )
         return ProcessingResult(spec.job_name, outputs, seconds)
 
     def _run(

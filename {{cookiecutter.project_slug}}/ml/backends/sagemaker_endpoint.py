@@ -117,19 +117,27 @@ class SageMakerEndpoint:
             raise EndpointError(f"endpoint {self.name} answered HTTP {code}: {message}{where}") from None
         return bytes(response["Body"].read())
 
-    def capture(self, scratch: Path) -> Path:
-        """Download what DataCaptureConfig wrote to S3 (real-time endpoints only)."""
-        if self._s3 is None or self._capture_uri is None:
+    def capture_location(self) -> str:
+        """What the endpoint config's DataCaptureConfig writes to (real-time endpoints only)."""
+        if self._capture_uri is None:
             raise EndpointError(
                 f"endpoint {self.name} has no data-capture location; serverless endpoints cannot capture"
             )
-        bucket, prefix = self._capture_uri[5:].split("/", 1)
-        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                target = scratch / item["Key"][len(prefix) :].lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._s3.download_file(bucket, item["Key"], str(target))
-        return scratch
+        return f"{self._capture_uri.rstrip('/')}/AllTraffic/"
+
+    def ground_truth_location(self) -> str:
+        if self._capture_uri is None:
+            raise EndpointError(f"endpoint {self.name} has no data-capture location, so no ground truth either")
+        bucket = self._capture_uri[5:].split("/", 1)[0]
+        return f"s3://{bucket}/ground-truth/{self.name}/"
+
+    def record_ground_truth(self, path: Path, hour: str) -> str:
+        if self._s3 is None:
+            raise EndpointError(f"endpoint {self.name} was set up without an S3 client")
+        bucket, _, prefix = self.ground_truth_location()[5:].partition("/")
+        key = f"{prefix}{hour}/{path.name}"
+        self._s3.upload_file(str(path), bucket, key, ExtraArgs={"ServerSideEncryption": "aws:kms"})
+        return f"s3://{bucket}/{key}"
 
     def stop(self) -> bool:
         # Pulumi owns the endpoint; removing it is `pulumi destroy` or an empty model_version.

@@ -194,7 +194,8 @@ class SageMakerJobRunner:
                 raise JobFailedError(f"processing job {spec.job_name} wrote nothing to output {name!r}")
             for key in listing:
                 filename = key.rsplit("/", 1)[-1]
-                collected[f"{name}/{filename}"] = self._artifacts.adopt(f"s3://{out_bucket}/{key}", filename)
+                relative = key[len(prefix) + 1 :]  # a file in a subfolder keeps it (plots/x.svg)
+                collected[f"{name}/{relative}"] = self._artifacts.adopt(f"s3://{out_bucket}/{key}", filename)
         return ProcessingResult(spec.job_name, collected, time.perf_counter() - started)
 
     def _wait_processing(self, job_name: str, max_runtime: int) -> dict[str, Any]:

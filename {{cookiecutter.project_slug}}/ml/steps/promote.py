@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ml.backends.base import DesiredState
+from ml.backends.base import DesiredState, ModelVersion
 from ml.context import Context
 from ml.errors import PipelineError
 from ml.steps.deploy import deployable
@@ -18,9 +18,16 @@ class PromoteResult:
     desired_state: str
 
 
-def monitoring_keys(lineage: dict[str, str]) -> dict[str, str]:
-    """The stack keys a Model Monitor schedule reads: this version's baseline (infra/settings.py)."""
-    return {f"monitoring_{key}": value for key, value in lineage.items() if key.startswith("baseline_")}
+def monitoring_keys(model: ModelVersion) -> dict[str, str]:
+    """The stack keys the monitoring schedule reads (infra/settings.py): the version's baseline, its
+    registered evaluation and when it was registered. They travel with model_version, so a revert
+    of the promotion rolls them back too."""
+    keys = {f"monitoring_{key}": value for key, value in model.package.lineage.items() if key.startswith("baseline_")}
+    return {
+        **keys,
+        "monitoring_evaluation": model.package.evaluation_uri,
+        "monitoring_model_created_at": model.created_at,
+    }
 
 
 def run(ctx: Context, version: int, target: DesiredState | None = None) -> PromoteResult:
@@ -32,7 +39,7 @@ def run(ctx: Context, version: int, target: DesiredState | None = None) -> Promo
         raise PipelineError(f"cannot promote: {exc}") from None
     state = target or backends.desired_state
     previous = state.read()
-    changed = state.write(version, monitoring_keys(model.package.lineage))
+    changed = state.write(version, monitoring_keys(model))
     verb = "promoted" if changed else "already promoted"
     ctx.console.print(f"{verb} v{version} in {state.path}" + (f" (was v{previous})" if changed and previous else ""))
     return PromoteResult(version, previous, changed, str(state.path))

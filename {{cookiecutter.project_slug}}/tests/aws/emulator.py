@@ -5,12 +5,16 @@ nothing. This emulator hooks the boto3 session's events: when a job is created, 
 the job's inputs from (moto's) S3, runs the same train.py or evaluate.py the container would,
 with the SageMaker container contract, and uploads the outputs where SageMaker would put them.
 Tests can also make a job end Failed or Stopped, a state moto cannot reach on its own.
-Each job is forked from a fork server (ml/backends/warm.py), as the local runner's are.
+Each job is forked from a fork server (ml/backends/warm.py), as the local runner's are, except a
+job that calls AWS itself (the monitoring job reads S3 and publishes to CloudWatch): it runs in
+this process, where moto answers its calls, from the code files the job downloaded.
 """
 
 from __future__ import annotations
 
 import os
+import runpy
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -44,6 +48,22 @@ class ContainerEmulator:
         process = self.forks.start(str(script), arguments, cwd=script.parent, env={**os.environ, **env}, log=log)
         if process.wait() != 0:
             raise RuntimeError(f"{script.name} failed in the emulated container:\n{log.read_text()}")
+
+    def _run_in_process(self, script: Path, arguments: list[str]) -> None:
+        """Run a script that calls AWS as `python3 script` would, with its own directory first on the path."""
+        path, argv = list(sys.path), list(sys.argv)
+        sys.path.insert(0, str(script.parent))
+        sys.argv = [str(script), *arguments]
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        except SystemExit as exit_:
+            if exit_.code not in (0, None):
+                raise RuntimeError(f"{script.name} exited {exit_.code} in the emulated container") from None
+        finally:
+            sys.path[:], sys.argv = path, argv
+            for name, module in list(sys.modules.items()):  # its flat imports (monitor, ...) go with it
+                if str(getattr(module, "__file__", "") or "").startswith(str(script.parent)):
+                    del sys.modules[name]
 
     def close(self) -> None:
         """Nothing to stop: the fork server ends with the test process."""
@@ -117,8 +137,11 @@ class ContainerEmulator:
                 Path(item["S3Output"]["LocalPath"].replace("/opt/ml/processing", str(root))).mkdir(parents=True)
             entry = request["AppSpecification"]["ContainerEntrypoint"][-1].replace("/opt/ml/processing", str(root))
             arguments = [*request["AppSpecification"].get("ContainerArguments", []), "--root", str(root)]
-            self._run(Path(entry), arguments, {}, root / "job.log")
+            if any(str(a).startswith("s3://") for a in arguments):
+                self._run_in_process(Path(entry), arguments)
+            else:
+                self._run(Path(entry), arguments, {}, root / "job.log")
             for item in outputs:
                 local = Path(item["S3Output"]["LocalPath"].replace("/opt/ml/processing", str(root)))
-                for path in local.iterdir():
-                    self._upload(path, f"{item['S3Output']['S3Uri'].rstrip('/')}/{path.name}")
+                for path in sorted(p for p in local.rglob("*") if p.is_file()):
+                    self._upload(path, f"{item['S3Output']['S3Uri'].rstrip('/')}/{path.relative_to(local)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -13,10 +14,12 @@ from infra import policies
 from infra.mocks import Captured, StackRun, run_stack
 
 Mutation = Callable[[list[Captured]], list[Captured]]
-DRIFT = {
+MONITORED = {
     "data_capture_percent": 20,
     "monitoring_baseline_statistics": "s3://tc-dev-artifacts/sha256/1/statistics.json",
     "monitoring_baseline_constraints": "s3://tc-dev-artifacts/sha256/2/constraints.json",
+    "monitoring_evaluation": "s3://tc-dev-artifacts/sha256/3/evaluation.json",
+    "monitoring_model_created_at": "2026-11-30T12:00:00+00:00",
     "github_dispatch_token": "test-token",
 }
 
@@ -24,7 +27,7 @@ DRIFT = {
 @pytest.fixture(scope="module")
 def compliant() -> StackRun:
     # prod with a promoted model declares every kind of resource the policies inspect.
-    run = run_stack("prod", {"model_version": 3, "endpoint_type": "real-time", "instance_count": 2, **DRIFT})
+    run = run_stack("prod", {"model_version": 3, "endpoint_type": "real-time", "instance_count": 2, **MONITORED})
     assert not any(policies.evaluate(run.resources, run.settings).values())
     return run
 
@@ -34,7 +37,7 @@ def change(type_: str, edit: Callable[[dict[str, Any]], None], name: str | None 
         changed, out = False, []
         for resource in resources:
             if resource.type == type_ and (name is None or resource.name == name) and not changed:
-                inputs = json.loads(json.dumps(resource.inputs))
+                inputs = copy.deepcopy(resource.inputs)
                 edit(inputs)
                 resource, changed = replace(resource, inputs=inputs), True
             out.append(resource)
@@ -113,9 +116,16 @@ BAD_FIXTURES = {
         policies.ENDPOINT_CONFIG, lambda inputs: inputs["productionVariants"][0].update(initialInstanceCount=1)
     ),
     "monitoring-encrypted": change(
-        "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition",
-        lambda inputs: inputs["jobResources"]["clusterConfig"].pop("volumeKmsKeyId"),
+        policies.PIPELINE,
+        edit_policy(
+            lambda d: d["Steps"][0]["Arguments"]["ProcessingResources"]["ClusterConfig"].pop("VolumeKmsKeyId"),
+            key="pipelineDefinition",
+        ),
     ),
+    "no-model-monitor": add(
+        Captured("aws:sagemaker/monitoringSchedule:MonitoringSchedule", "prod-drift", "prod-drift", {}, "urn", True)
+    ),
+    "alarms-notify": change(policies.ALARM, lambda inputs: inputs.pop("alarmActions")),
     "no-access-keys": add(Captured("aws:iam/accessKey:AccessKey", "ci-key", "ci-key", {"user": "ci"}, "urn", True)),
 }
 
@@ -134,6 +144,31 @@ EXTRA_BAD_FIXTURES = {
     "endpoint-configs-encrypted (capture without key)": (
         "endpoint-configs-encrypted",
         change(policies.ENDPOINT_CONFIG, lambda inputs: inputs["dataCaptureConfig"].pop("kmsKeyId")),
+    ),
+    "monitoring-encrypted (report without a key)": (
+        "monitoring-encrypted",
+        change(
+            policies.PIPELINE,
+            edit_policy(
+                lambda d: d["Steps"][0]["Arguments"]["ProcessingOutputConfig"].pop("KmsKeyId"), key="pipelineDefinition"
+            ),
+        ),
+    ),
+    "monitoring-encrypted (plain alert topic)": (
+        "monitoring-encrypted",
+        change("aws:sns/topic:Topic", lambda inputs: inputs.pop("kmsMasterKeyId")),
+    ),
+    "monitoring-encrypted (plain dead-letter queue)": (
+        "monitoring-encrypted",
+        change("aws:sqs/queue:Queue", lambda inputs: inputs.pop("kmsMasterKeyId")),
+    ),
+    "monitoring-encrypted (code uploaded without SSE-KMS)": (
+        "monitoring-encrypted",
+        change("aws:s3/bucketObjectv2:BucketObjectv2", lambda inputs: inputs.pop("serverSideEncryption")),
+    ),
+    "alarms-notify (an action elsewhere)": (
+        "alarms-notify",
+        change(policies.ALARM, lambda inputs: inputs.update(alarmActions=["arn:aws:sns:eu-west-1:1:other"])),
     ),
     "rollback-alarms-wired (dangling alarm)": ("rollback-alarms-wired", drop("aws:cloudwatch/metricAlarm:MetricAlarm")),
     "oidc-trust-pinned (any audience)": (

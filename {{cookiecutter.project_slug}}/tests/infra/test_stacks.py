@@ -70,7 +70,9 @@ def test_an_endpoint_exists_only_once_a_version_is_promoted(name: str, version: 
     endpoint_types = {ENDPOINT, ENDPOINT_CONFIG, "aws:sagemaker/model:Model"}
     if version is None:
         assert not endpoint_types & declared
-        assert "aws:cloudwatch/metricAlarm:MetricAlarm" not in declared
+        # Without an endpoint only the environment's own alarm (undeliverable events) exists.
+        alarms = {a.inputs["name"] for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+        assert alarms == {names.alarm_name(PREFIX, name, "dead-letters")}
         assert "aws:budgets/budget:Budget" in declared
         return
     assert endpoint_types <= declared
@@ -99,7 +101,7 @@ def test_only_the_training_stack_owns_the_registry() -> None:
 @pytest.mark.parametrize("name", STACKS)
 def test_storage_is_encrypted_versioned_private_and_logged(name: str) -> None:
     run = stack(name, None)
-    assert run.one("aws:kms/key:Key").inputs["enableKeyRotation"] is True
+    assert run.one("aws:kms/key:Key", f"{name}-key").inputs["enableKeyRotation"] is True
     buckets = {b.inputs["bucket"] for b in run.of_type("aws:s3/bucket:Bucket")}
     assert buckets == {names.bucket_name(PREFIX, name, p, ACCOUNT) for p in names.BUCKET_PURPOSES}
     encryption = run.of_type("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
@@ -221,7 +223,12 @@ def test_monitoring_alarms_dashboard_and_budget(name: str) -> None:
     run = stack(name, 7)
     settings = run.settings
     alarms = {a.inputs["metricName"]: a.inputs for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
-    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency", "Invocations"}
+    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency", "Invocations", "ApproximateNumberOfMessagesVisible"}
+    # Each notifies the alert topic, which the stack file's addresses receive.
+    topic = run.one("aws:sns/topic:Topic")
+    assert all(alarm["alarmActions"] == [topic.inputs["arn"]] for alarm in alarms.values())
+    subscribed = {s.inputs["endpoint"] for s in run.of_type("aws:sns/topicSubscription:TopicSubscription")}
+    assert subscribed == {settings.budget_alert_email, *settings.alert_emails}
     assert alarms["ModelLatency"]["threshold"] == settings.latency_alarm_ms * 1000  # microseconds
     assert alarms["Invocation5XXErrors"]["dimensions"] == {
         "EndpointName": names.endpoint_name(PREFIX, name),
@@ -233,6 +240,7 @@ def test_monitoring_alarms_dashboard_and_budget(name: str) -> None:
     assert float(budget["limitAmount"]) == settings.budget_monthly_usd
     assert {n["notificationType"] for n in budget["notifications"]} == {"ACTUAL", "FORECASTED"}
     assert all(n["subscriberEmailAddresses"] == [settings.budget_alert_email] for n in budget["notifications"])
+    assert all(n["subscriberSnsTopicArns"] == [topic.inputs["arn"]] for n in budget["notifications"])
 
 
 @pytest.mark.parametrize("name", STACKS)

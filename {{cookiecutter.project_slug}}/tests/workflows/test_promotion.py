@@ -58,9 +58,14 @@ def test_promotion_commits_the_version_on_its_own_branch_and_describes_it(repo: 
     assert git(repo, "branch", "--show-current") == "promote/staging/v3"
     assert git(repo, "diff", "--name-only", "main", "HEAD") == "infra/Pulumi.staging.yaml"
     assert staging(repo).read() == 3
-    # Only the version line changed: comments and other keys are as they were.
+    # The version line changed, and the monitoring keys that travel with it were added; comments
+    # and other keys are as they were.
     changed = [line for line in (repo / "infra" / "Pulumi.staging.yaml").read_text().splitlines() if line not in before]
-    assert changed == [f'  {PREFIX}:model_version: "3"']  # the file's own quoting is kept
+    assert changed == [
+        f'  {PREFIX}:model_version: "3"',  # the file's own quoting is kept
+        f"  {PREFIX}:monitoring_evaluation: s3://bucket/e.json",
+        f"  {PREFIX}:monitoring_model_created_at: '2026-11-22T00:00:00+00:00'",
+    ]
     assert "| roc_auc | 0.9900 | 0.9700 |" in prepared.body
     assert "git_sha | `abc123`" in prepared.body
     assert "revert" in prepared.body
