@@ -17,6 +17,9 @@ ANSWERS = {
     "github_repository": {{ cookiecutter.github_repository | tojson }},
     "aws_region": {{ cookiecutter.aws_region | tojson }},
     "aws_account_id": {{ cookiecutter.aws_account_id | tojson }},
+    "account_layout": {{ cookiecutter.account_layout | tojson }},
+    "staging_aws_account_id": {{ cookiecutter.staging_aws_account_id | tojson }},
+    "prod_aws_account_id": {{ cookiecutter.prod_aws_account_id | tojson }},
     "python_version": {{ cookiecutter.python_version | tojson }},
     "staging_endpoint_type": {{ cookiecutter.staging_endpoint_type | tojson }},
     "prod_endpoint_type": {{ cookiecutter.prod_endpoint_type | tojson }},
@@ -37,6 +40,7 @@ SUPPORTED_REGIONS = (
 # project's own `make test`, on an interpreter it can install from the package registries.
 SUPPORTED_PYTHON = ("3.11",)
 ENDPOINT_TYPES = ("serverless", "real-time")
+ACCOUNT_LAYOUTS = ("single", "per-environment")
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 # The longest names generated from the prefix, per AWS limit. ml/names.py builds
@@ -130,14 +134,33 @@ def check_region(region: str) -> list[str]:
     ]
 
 
-def check_account(account: str) -> list[str]:
+def check_account(account: str, key: str = "aws_account_id") -> list[str]:
     if ACCOUNT_RE.match(account):
         return []
     return [
-        f"aws_account_id {account!r} is invalid: it must be exactly 12 digits, "
+        f"{key} {account!r} is invalid: it must be exactly 12 digits, "
         "as printed by 'aws sts get-caller-identity --query Account --output text'. "
         "Keep leading zeros."
     ]
+
+
+def check_account_layout(answers: dict[str, str]) -> list[str]:
+    layout = answers["account_layout"]
+    if layout not in ACCOUNT_LAYOUTS:
+        return [f"account_layout {layout!r} is not supported: choose one of {', '.join(ACCOUNT_LAYOUTS)}."]
+    if layout == "single":
+        return []  # staging_aws_account_id and prod_aws_account_id are not used
+    errors = []
+    for env in ("staging", "prod"):
+        errors += check_account(answers[f"{env}_aws_account_id"], f"{env}_aws_account_id")
+    accounts = [answers["aws_account_id"], answers["staging_aws_account_id"], answers["prod_aws_account_id"]]
+    if not errors and len(set(accounts)) != 3:
+        errors.append(
+            "account_layout per-environment needs three different accounts: aws_account_id (dev), "
+            f"staging_aws_account_id and prod_aws_account_id are {', '.join(accounts)}. "
+            "Use account_layout=single to keep every environment in one account."
+        )
+    return errors
 
 
 def check_choices(answers: dict[str, str]) -> list[str]:
@@ -165,6 +188,7 @@ def validate(answers: dict[str, str]) -> list[str]:
     errors += check_github_repository(answers["github_repository"])
     errors += check_region(answers["aws_region"])
     errors += check_account(answers["aws_account_id"])
+    errors += check_account_layout(answers)
     errors += check_choices(answers)
     return errors
 

@@ -221,6 +221,19 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune_endpoints(ctx: Context, args: argparse.Namespace) -> int:
+    """Delete the endpoint configs and models the environment's endpoint no longer uses (AWS only)."""
+    prune = getattr(ctx.backends.endpoint, "prune", None)
+    if prune is None:
+        ctx.console.print("the local endpoint keeps no configs or models: nothing to prune")
+        return 0
+    removed = prune()
+    for line in removed:
+        ctx.console.print(f"deleted {line}", markup=False)
+    ctx.console.print(f"{len(removed)} unused endpoint config(s) and model(s) deleted" if removed else "nothing unused")
+    return 0
+
+
 DRIFT_EXIT = 4
 
 
@@ -489,10 +502,11 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "gc": cmd_gc,
     "registry-check": cmd_registry_check,
     "check-deployable": cmd_check_deployable,
+    "prune-endpoints": cmd_prune_endpoints,
 }
 # Commands that change the registry, the desired state or the endpoint take the environment's lock.
 LOCKED = {"pipeline", "train", "register", "promote", "deploy", "verify", "stop", "clean", "gc", "drift-demo",
-          "quality-demo", "registry-check", "promotion-pr"}  # fmt: skip
+          "quality-demo", "registry-check", "promotion-pr", "prune-endpoints"}  # fmt: skip
 INTERRUPTED = 130  # what a shell reports for Ctrl-C
 
 

@@ -300,7 +300,13 @@ def test_the_deploy_role_may_create_and_update_the_monitoring_job(monitored: Sta
 @pytest.mark.parametrize(
     ("stack", "changes"),
     [
-        ("staging", {**MONITORED, "endpoint_type": "serverless", "data_capture_percent": 0, "instance_count": 1}),
+        (
+            "staging",
+            {
+                **{k: v for k, v in MONITORED.items() if k not in ("instance_count", "data_capture_percent")},
+                "endpoint_type": "serverless",
+            },
+        ),
         ("prod", {**MONITORED, "data_capture_percent": 0}),
         ("prod", {**MONITORED, "model_version": None}),
         ("prod", {**MONITORED, "monitoring_baseline_constraints": None}),
