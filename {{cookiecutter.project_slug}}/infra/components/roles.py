@@ -449,25 +449,22 @@ class Roles(pulumi.ComponentResource):
                 ],
             },
             {
-                # Listing carries no data; `make prune-endpoint-configs` filters by this endpoint's names.
-                "Sid": "ListEndpointResources",
+                # Listings carry no data, and IAM authorises them on "*" when the request names no ARN:
+                # `make prune-endpoint-configs` filters configs and models by this endpoint's names,
+                # and the registry lists one group's packages by its name (ListModelPackages).
+                "Sid": "Listings",
                 "Effect": "Allow",
-                "Action": ["sagemaker:ListEndpointConfigs", "sagemaker:ListModels"],
+                "Action": ["sagemaker:ListEndpointConfigs", "sagemaker:ListModels", "sagemaker:ListModelPackages"],
                 "Resource": "*",
             },
             {
-                "Sid": "PipelineJobs",
+                # The sagemaker SDK reads the staging bucket's creation date (ListBuckets) before it
+                # builds a training job, outside any error handling (sagemaker-core session_helper,
+                # Session._create_s3_bucket_if_it_does_not_exist); it lists names only.
+                "Sid": "SdkBucketCheck",
                 "Effect": "Allow",
-                "Action": [
-                    "sagemaker:CreateTrainingJob",
-                    "sagemaker:DescribeTrainingJob",
-                    "sagemaker:StopTrainingJob",
-                    "sagemaker:CreateProcessingJob",
-                    "sagemaker:DescribeProcessingJob",
-                    "sagemaker:StopProcessingJob",
-                    "sagemaker:AddTags",
-                ],
-                "Resource": [f"{sagemaker}:training-job/{scoped}-*", f"{sagemaker}:processing-job/{scoped}-*"],
+                "Action": "s3:ListAllMyBuckets",
+                "Resource": "*",
             },
             {
                 "Sid": "MonitoringPipeline",
@@ -543,6 +540,20 @@ class Roles(pulumi.ComponentResource):
                     "application-autoscaling:DeregisterScalableTarget",
                     "application-autoscaling:PutScalingPolicy",
                     "application-autoscaling:DeleteScalingPolicy",
+                ],
+                "Resource": arn.scalable_targets,
+                "Condition": {
+                    "StringEquals": {
+                        "application-autoscaling:service-namespace": "sagemaker",
+                        "application-autoscaling:scalable-dimension": "sagemaker:variant:DesiredInstanceCount",
+                    }
+                },
+            },
+            {
+                # Tagging carries no namespace or dimension in its request: it cannot be conditioned so.
+                "Sid": "TagScalableTargets",
+                "Effect": "Allow",
+                "Action": [
                     "application-autoscaling:TagResource",
                     "application-autoscaling:UntagResource",
                     "application-autoscaling:ListTagsForResource",
@@ -566,6 +577,23 @@ class Roles(pulumi.ComponentResource):
                 "Resource": arn.sagemaker_logs,
             },
         ]
+        if args.env == "dev":  # only the stack that trains runs the pipeline's jobs
+            statements.append(
+                {
+                    "Sid": "PipelineJobs",
+                    "Effect": "Allow",
+                    "Action": [
+                        "sagemaker:CreateTrainingJob",
+                        "sagemaker:DescribeTrainingJob",
+                        "sagemaker:StopTrainingJob",
+                        "sagemaker:CreateProcessingJob",
+                        "sagemaker:DescribeProcessingJob",
+                        "sagemaker:StopProcessingJob",
+                        "sagemaker:AddTags",
+                    ],
+                    "Resource": [f"{sagemaker}:training-job/{scoped}-*", f"{sagemaker}:processing-job/{scoped}-*"],
+                }
+            )
         statements.append(self._registry_statement(arn))
         if arn.registry_objects is not None:
             statements += self._registry_read_statements(arn)
