@@ -161,7 +161,12 @@ def no_wildcard_iam(resources: Resources, _: StackSettings) -> list[str]:
             wild = [a for a in actions if a == "*" or a.endswith(":*")]
             if wild:
                 violations.append(f"{item.name} grants wildcard action(s) {wild}")
-            data = [a for a in actions if any(a.startswith(d.rstrip("*")) for d in DATA_ACTIONS)]
+            # A data action, or a wildcard that covers one (s3:Get*, kms:*); s3:ListAllMyBuckets is neither.
+            data = [
+                a
+                for a in actions
+                if a in DATA_ACTIONS or (a.endswith("*") and any(d.startswith(a.rstrip("*")) for d in DATA_ACTIONS))
+            ]
             if data and "*" in _as_list(statement.get("Resource", [])):
                 violations.append(f"{item.name} grants data action(s) {data} on Resource '*'")
     return violations

@@ -458,15 +458,6 @@ class Roles(pulumi.ComponentResource):
                 "Resource": "*",
             },
             {
-                # The sagemaker SDK reads the staging bucket's creation date (ListBuckets) before it
-                # builds a training job, outside any error handling (sagemaker-core session_helper,
-                # Session._create_s3_bucket_if_it_does_not_exist); it lists names only.
-                "Sid": "SdkBucketCheck",
-                "Effect": "Allow",
-                "Action": "s3:ListAllMyBuckets",
-                "Resource": "*",
-            },
-            {
                 "Sid": "MonitoringPipeline",
                 "Effect": "Allow",
                 "Action": [
@@ -592,6 +583,17 @@ class Roles(pulumi.ComponentResource):
                         "sagemaker:AddTags",
                     ],
                     "Resource": [f"{sagemaker}:training-job/{scoped}-*", f"{sagemaker}:processing-job/{scoped}-*"],
+                }
+            )
+            statements.append(
+                {
+                    # The sagemaker SDK reads the staging bucket's creation date (ListBuckets) before it
+                    # builds a training job, outside any error handling (sagemaker-core session_helper,
+                    # Session._create_s3_bucket_if_it_does_not_exist); it lists names only.
+                    "Sid": "SdkBucketCheck",
+                    "Effect": "Allow",
+                    "Action": "s3:ListAllMyBuckets",
+                    "Resource": "*",
                 }
             )
         statements.append(self._registry_statement(arn))

@@ -30,6 +30,8 @@ class StackConfigFile:
         self.key = f"{namespace}:{MODEL_VERSION_KEY}"
         self._yaml = YAML()
         self._yaml.preserve_quotes = True
+        # Never fold a long line (a secrets provider URL, a key ARN): the file must read as it was written.
+        self._yaml.width = 4096
 
     def _fix(self) -> str:
         """How to repair the file: a committed stack file comes back from git, local state is re-made."""
