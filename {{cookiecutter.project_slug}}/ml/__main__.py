@@ -20,6 +20,7 @@ from rich.table import Table
 
 from ml import atomic, housekeeping, pipeline, promotion, schema
 from ml.backends import stack_file
+from ml.backends.desired_state import StackConfigFile
 from ml.backends.local_registry import LocalModelRegistry
 from ml.context import Context, make_context
 from ml.errors import GateRejectedError, PipelineError
@@ -202,6 +203,10 @@ def cmd_check_deployable(ctx: Context, args: argparse.Namespace) -> int:
         ctx.console.print(f"{state.path.name} names no model version: no endpoint to create")
         return 0
     deploy_step.deployable(ctx, desired)
+    check = getattr(ctx.backends.endpoint, "check_in_place", None)
+    if check is not None and isinstance(state, StackConfigFile):
+        # What SageMaker cannot change on a running endpoint is refused here, not half-way through `pulumi up`.
+        check(state.value("endpoint_type") != "serverless", state.value("instance_type"))
     ctx.console.print(f"v{desired} ({state.path.name}) is Approved and its model is stored: deployable")
     return 0
 

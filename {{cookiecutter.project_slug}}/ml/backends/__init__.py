@@ -141,6 +141,7 @@ def aws_backends(config: Config) -> Backends:
             s3_client=session.client("s3", config=retries),
             capture_uri=f"s3://{outputs.artifacts_bucket}/data-capture/{endpoint_name}/",
             cloudwatch_client=session.client("cloudwatch", config=retries),
+            autoscaling_client=session.client("application-autoscaling", config=retries),
             applied=applied_endpoint(outputs),
             rollback_alarms=tuple(
                 names.alarm_name(config.project.resource_prefix, config.env, signal)

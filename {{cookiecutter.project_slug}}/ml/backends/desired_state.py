@@ -68,6 +68,12 @@ class StackConfigFile:
             raise ConfigError(f"{self.path}: {self.key} must be 1 or more, not {version}")
         return version
 
+    def value(self, key: str) -> str | None:
+        """Another key of the stack file, as text (None when absent)."""
+        config: Any = self._load().get("config") or {}
+        found = config.get(f"{self.namespace}:{key}")
+        return None if found in (None, "") else str(found)
+
     def write(self, version: int, extra: dict[str, str] | None = None) -> bool:
         """Set the version (and keys that belong with it, such as its monitoring baseline)."""
         document = self._load()

@@ -37,6 +37,7 @@ class SageMakerEndpoint:
         s3_client: Any = None,
         capture_uri: str | None = None,
         cloudwatch_client: Any = None,
+        autoscaling_client: Any = None,
         applied: tuple[int, str] | None = None,
         rollback_alarms: tuple[str, ...] = (),
     ) -> None:
@@ -50,6 +51,7 @@ class SageMakerEndpoint:
         self._s3 = s3_client
         self._capture_uri = capture_uri
         self._cloudwatch = cloudwatch_client
+        self._autoscaling = autoscaling_client
         # (version, endpoint config) that the last `pulumi up` applied, from the stack outputs.
         self._applied = applied
         self._rollback_alarms = rollback_alarms
@@ -158,6 +160,32 @@ class SageMakerEndpoint:
         except ClientError:
             return []
         return [a["AlarmName"] for a in described.get("MetricAlarms", []) if a.get("StateValue") == "ALARM"]
+
+    def check_in_place(self, real_time: bool, instance_type: str | None) -> None:
+        """Refuse the stack-file changes SageMaker cannot apply to the running endpoint, before `pulumi up`."""
+        try:
+            endpoint = self._sm.describe_endpoint(EndpointName=self.name)
+        except ClientError as error:
+            if "Could not find endpoint" in str(error):
+                return  # nothing runs yet: anything can be created
+            raise
+        config = self._sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        variant = config["ProductionVariants"][0]
+        if "ServerlessConfig" not in variant and not real_time:
+            raise EndpointError(
+                f"endpoint {self.name} runs on instances and the stack file asks for serverless: SageMaker cannot "
+                "convert an instance-based endpoint to serverless. Empty model_version (the endpoint is removed), "
+                "deploy, then set endpoint_type: serverless and the version again"
+            )
+        if real_time and instance_type and variant.get("InstanceType") not in (None, instance_type):
+            resource = f"endpoint/{self.name}/variant/{variant['VariantName']}"
+            targets = self._autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])
+            if targets.get("ScalableTargets"):
+                raise EndpointError(
+                    f"endpoint {self.name} is autoscaled on {variant['InstanceType']}; SageMaker cannot change the "
+                    f"instance type of an autoscaled variant to {instance_type}. First set autoscaling_max_instances "
+                    "equal to instance_count (no autoscaling) and deploy; then change instance_type and restore it"
+                )
 
     def prune(self) -> list[str]:
         """Delete the endpoint configs and models of this endpoint that it no longer uses.

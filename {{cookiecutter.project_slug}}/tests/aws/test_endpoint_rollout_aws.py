@@ -143,3 +143,63 @@ def test_prune_keeps_what_the_endpoint_runs_and_what_the_stack_applied(monkeypat
         assert configs == {"tc-dev-config-4", "tc-dev-config-5"}
         models = {m["ModelName"] for m in sagemaker.list_models()["Models"]}
         assert models == {"tc-dev-model-4", "tc-dev-model-5", "other-model"}  # another endpoint's is not ours
+
+
+def described(stubber: Stubber, variant: dict[str, object]) -> None:
+    stubber.add_response(
+        "describe_endpoint",
+        {"EndpointName": "tc-dev", "EndpointArn": arn("endpoint/tc-dev"), "EndpointConfigName": "tc-dev-config-4",
+         "EndpointStatus": "InService", "CreationTime": NOW, "LastModifiedTime": NOW},
+    )  # fmt: skip
+    stubber.add_response(
+        "describe_endpoint_config",
+        {"EndpointConfigName": "tc-dev-config-4", "EndpointConfigArn": arn("endpoint-config/tc-dev-config-4"),
+         "CreationTime": NOW, "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "m", **variant}]},
+    )  # fmt: skip
+
+
+def test_an_instance_endpoint_is_not_switched_to_serverless_in_place(tmp_path: Path) -> None:
+    sagemaker, sm_stub, _, _ = clients()
+    described(sm_stub, {"InstanceType": "ml.m5.large", "InitialInstanceCount": 2})
+    endpoint = SageMakerEndpoint(sagemaker, None, "tc-dev", "dev", tmp_path)
+    with (
+        sm_stub,
+        pytest.raises(
+            EndpointError, match=r"cannot convert an instance-based endpoint to serverless.*Empty model_version"
+        ),
+    ):
+        endpoint.check_in_place(real_time=False, instance_type=None)
+
+
+def test_an_autoscaled_variant_keeps_its_instance_type_until_autoscaling_is_off(tmp_path: Path) -> None:
+    sagemaker, sm_stub, _, _ = clients()
+    autoscaling = boto3.client(
+        "application-autoscaling", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    as_stub = Stubber(autoscaling)
+    resource = "endpoint/tc-dev/variant/AllTraffic"
+    described(sm_stub, {"InstanceType": "ml.m5.large", "InitialInstanceCount": 2})
+    as_stub.add_response(
+        "describe_scalable_targets",
+        {"ScalableTargets": [{"ServiceNamespace": "sagemaker", "ResourceId": resource, "MinCapacity": 2, "MaxCapacity": 6,
+                              "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "RoleARN": "arn:aws:iam::1:role/x",
+                              "CreationTime": NOW}]},
+        expected_params={"ServiceNamespace": "sagemaker", "ResourceIds": [resource]},
+    )  # fmt: skip
+    endpoint = SageMakerEndpoint(sagemaker, None, "tc-dev", "dev", tmp_path, autoscaling_client=autoscaling)
+    with (
+        sm_stub,
+        as_stub,
+        pytest.raises(
+            EndpointError, match=r"autoscaled on ml.m5.large.*autoscaling_max_instances equal to instance_count"
+        ),
+    ):
+        endpoint.check_in_place(real_time=True, instance_type="ml.c5.xlarge")
+    # Without a scalable target (step one done), or with the same type, the change goes through.
+    described(sm_stub, {"InstanceType": "ml.m5.large", "InitialInstanceCount": 2})
+    as_stub.add_response("describe_scalable_targets", {"ScalableTargets": []})
+    with sm_stub, as_stub:
+        endpoint.check_in_place(real_time=True, instance_type="ml.c5.xlarge")
+    described(sm_stub, {"InstanceType": "ml.m5.large", "InitialInstanceCount": 2})
+    with sm_stub:
+        endpoint.check_in_place(real_time=True, instance_type="ml.m5.large")
