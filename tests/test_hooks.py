@@ -25,7 +25,6 @@ BAD_ANSWERS = [
     pytest.param({"python_version": "3.12"}, "'3.12' is not supported: use 3.11", id="python-unproven"),
     pytest.param({"aws_account_id": "12345678901"}, "exactly 12 digits", id="account-11-digits"),
     pytest.param({"aws_account_id": "12345678901a"}, "exactly 12 digits", id="account-letter"),
-    pytest.param({"account_layout": "hub"}, "account_layout 'hub' is not supported", id="layout-unknown"),
     pytest.param(
         {"account_layout": "per-environment", "prod_aws_account_id": "12"},
         "prod_aws_account_id '12' is invalid",

@@ -255,11 +255,13 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None, project: Proj
 
 
 def run_bootstrap(
-    stack: str = "bootstrap", project: ProjectSection | None = None
+    stack: str | None = None, project: ProjectSection | None = None
 ) -> tuple[list[Captured], dict[str, Any]]:
+    """infra/bootstrap under mocks; the stack defaults to the layout's first (`bootstrap` or `bootstrap-dev`)."""
     from infra.bootstrap import program
 
     project = project or load_config().project
+    stack = stack or ("bootstrap-dev" if project.per_environment else "bootstrap")
     return capture(
         f"{project.resource_prefix}-bootstrap",
         stack,

@@ -10,16 +10,19 @@ from infra import program
 from infra.mocks import capture, default_mocks, stack_values
 from infra.settings import StackConfigError
 from ml.config import load_config
+from tests.infra.iam.scenarios import LAYOUTS, layout_overrides
 
 PREFIX = load_config().project.resource_prefix
+SINGLE = LAYOUTS["single"]
 
 
 def declare_with(stack: str, changes: dict[str, Any]) -> tuple[StackConfigError, list[str]]:
-    values = {**stack_values(stack, PREFIX), **changes}
+    # In the one-account layout, whichever this project was baked with.
+    values = {**stack_values(stack, PREFIX), **layout_overrides(stack, SINGLE), **changes}
     config = {f"{PREFIX}:{key}": value for key, value in values.items() if value is not None}
-    mocks = default_mocks()
+    mocks = default_mocks(SINGLE, stack)
     with pytest.raises(StackConfigError) as error:
-        capture(PREFIX, stack, config, mocks, lambda: program.build(program.load_settings()))
+        capture(PREFIX, stack, config, mocks, lambda: program.build(program.load_settings(SINGLE)))
     return error.value, mocks.registered
 
 
@@ -114,8 +117,8 @@ PER_ENVIRONMENT = load_config().project.model_copy(
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({}, "registry_stack cannot work with account_layout per-environment"),
-        ({"registry_stack": None}, "registry_kms_key_arn is required in the staging stack"),
+        ({"registry_stack": "organization/p/dev"}, "registry_stack cannot work with account_layout per-environment"),
+        ({"registry_stack": None, "registry_kms_key_arn": None}, "registry_kms_key_arn is required in the staging stack"),
         ({"registry_stack": None, "registry_kms_key_arn": "arn:aws:kms:eu-west-1:999999999999:key/k"},
          "is not a key of dev's account"),
         ({"registry_stack": None, "registry_kms_key_arn": "alias/dev"}, "registry_kms_key_arn"),

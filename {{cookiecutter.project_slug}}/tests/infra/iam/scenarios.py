@@ -36,12 +36,14 @@ def promoted(version: int) -> dict[str, Any]:
 def layout_overrides(stack: str, project: ProjectSection) -> dict[str, Any]:
     """The stack-file values a layout needs: the registry's key, and a dispatch token to monitor."""
     values: dict[str, Any] = {"github_dispatch_token": "ghp-test-token"}
-    if stack != "dev" and project.per_environment:
-        values |= {
+    if stack == "dev":
+        return values
+    if project.per_environment:
+        return values | {
             "registry_stack": None,
             "registry_kms_key_arn": f"arn:aws:kms:{project.aws_region}:{project.aws_account_id}:key/dev-key",
         }
-    return values
+    return values | {"registry_stack": f"organization/{project.resource_prefix}/dev", "registry_kms_key_arn": None}
 
 
 @dataclass(frozen=True)
