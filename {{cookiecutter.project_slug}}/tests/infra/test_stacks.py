@@ -186,7 +186,9 @@ def test_one_instance_shifts_all_at_once_after_the_baking_period() -> None:
 def test_a_fleet_that_cannot_grow_has_no_scalable_target() -> None:
     # Changing the instance type of an autoscaled variant needs the target deregistered first:
     # README's two-step change goes through this state.
-    run = run_stack("prod", {"model_version": 3, "instance_count": 2, "autoscaling_max_instances": 2})
+    run = run_stack(
+        "prod", {"endpoint_type": "real-time", "model_version": 3, "instance_count": 2, "autoscaling_max_instances": 2}
+    )
     assert not run.of_type("aws:appautoscaling/target:Target")
 
 
