@@ -243,8 +243,8 @@ def show_monitoring(ctx: Context, report: monitor_step.MonitorReport) -> None:
     if report.violations:
         ctx.console.print(table)
     if not metrics["judged_drift"]:
-        ctx.console.print(f"[yellow]too few rows to judge drift[/] ({metrics['rows']}; [monitor].min_rows = "
-                          f"{ctx.config.monitor.min_rows})")  # fmt: skip
+        ctx.console.print(f"[yellow]too few rows to judge drift[/] ({metrics['rows']}; "
+                          + escape(f"[monitor].min_rows = {ctx.config.monitor.min_rows})"))  # fmt: skip
     if metrics["labelled"]:
         live = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics["live_metrics"].items()))
         ctx.console.print(f"model quality on {metrics['labelled']} labelled requests: {live}")
@@ -276,6 +276,13 @@ def demo_endpoint(ctx: Context, args: argparse.Namespace) -> DataResult | None:
         if cmd_pipeline(ctx, args) != 0:
             return None
     return data_step.run(ctx)
+
+
+def demo_rows(ctx: Context, data: DataResult) -> list[dict[str, str]]:
+    """The held-out rows, repeated if need be, so a demo window holds twice the rows and labels the monitor judges."""
+    rows = smoke_step.load_sample(ctx, data, limit=None)
+    wanted = 2 * max(ctx.config.monitor.min_rows, ctx.config.monitor.min_labels)
+    return (rows * (wanted // len(rows) + 1))[: max(wanted, len(rows))]
 
 
 def shifted_features(statistics: dict[str, Any], count: int = 4) -> list[str]:
@@ -313,7 +320,7 @@ def cmd_drift_demo(ctx: Context, args: argparse.Namespace) -> int:
     data = demo_endpoint(ctx, args)
     if data is None:
         return 1
-    rows = smoke_step.load_sample(ctx, data, limit=None)
+    rows = demo_rows(ctx, data)
     statistics, _ = monitor_step.baseline_of(ctx, monitor_step.serving_version(ctx).version)
     shifted = shifted_features(statistics)
     contract = schema.for_config(ctx.config)
@@ -354,7 +361,7 @@ def cmd_quality_demo(ctx: Context, args: argparse.Namespace) -> int:
     data = demo_endpoint(ctx, args)
     if data is None:
         return 1
-    rows = smoke_step.load_sample(ctx, data, limit=None)
+    rows = demo_rows(ctx, data)
     contract = schema.for_config(ctx.config)
     lines = smoke_step.csv_lines(rows, contract.names)
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")

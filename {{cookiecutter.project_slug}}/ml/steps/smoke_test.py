@@ -105,12 +105,16 @@ def run(ctx: Context, data: DataResult) -> SmokeResult:
     # A bad row must be refused. The SageMaker container answers every handler error with a bare
     # HTTP 500, locally as in AWS, so what is checked is the refusal and that it says where the
     # reason is (the server log locally, the CloudWatch log stream in AWS), not a status code.
+    width = len(contract.names) + 1  # one value too many, whatever the schema
     try:
-        endpoint.invoke(b"1,2,3\n", "text/csv", accept, inference_id=f"{SMOKE_TEST_ID}bad-row")
+        endpoint.invoke(",".join(["1"] * width).encode() + b"\n", "text/csv", accept, f"{SMOKE_TEST_ID}bad-row")
     except EndpointError as exc:
         refusal = str(exc)
     else:
-        raise EndpointError("smoke test: a row with 3 features was accepted; input validation is broken")
+        raise EndpointError(
+            f"smoke test: a row of {width} values was accepted by a model of {width - 1} features; input "
+            "validation is broken"
+        )
     if "log" not in refusal:
         raise EndpointError(
             f"smoke test: a bad row was refused, but the answer does not say where the reason is: {refusal}"
