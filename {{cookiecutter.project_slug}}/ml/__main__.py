@@ -435,7 +435,10 @@ def cmd_infer_schema(ctx: Context, args: argparse.Namespace) -> int:
     try:
         tasks.check_config(contract.task, config.gate, config.monitor, config.path)
     except PipelineError:
-        steps.append(f"set [gate] and [monitor].quality_metrics for a {contract.task} task, e.g.:\n" + tasks.suggested_config(contract.task))
+        steps.append(
+            f"set [gate] and [monitor].quality_metrics for a {contract.task} task, e.g.:\n"
+            + tasks.suggested_config(contract.task)
+        )
     if contract.task is schema.Task.REGRESSION and config.train.estimator.endswith("Classifier"):
         steps.append('set [train].estimator to a regressor, e.g. "sklearn.ensemble.RandomForestRegressor"')
     elif contract.task.is_classification and config.train.estimator.endswith("Regressor"):
@@ -461,13 +464,17 @@ def cmd_predict(ctx: Context, args: argparse.Namespace) -> int:
         reader = csv.DictReader(handle)
         missing = [name for name in contract.names if name not in (reader.fieldnames or [])]
         if missing:
-            raise PipelineError(f"{path} lacks the feature column(s) {', '.join(missing)} ({contract.path.name} names them)")
+            raise PipelineError(
+                f"{path} lacks the feature column(s) {', '.join(missing)} ({contract.path.name} names them)"
+            )
         rows = list(reader)
     if not rows:
         raise PipelineError(f"{path} holds no rows to score")
     status = ctx.backends.endpoint.status()
     if status is None or not status.healthy:
-        raise PipelineError(f"endpoint {ctx.backends.endpoint.name} is not serving; run `make deploy` (or `make pipeline`)")
+        raise PipelineError(
+            f"endpoint {ctx.backends.endpoint.name} is not serving; run `make deploy` (or `make pipeline`)"
+        )
     answers: list[dict[str, Any]] = []
     for start in range(0, len(rows), PREDICT_BATCH):
         lines = smoke_step.csv_lines(rows[start : start + PREDICT_BATCH], contract.names)
@@ -480,7 +487,9 @@ def cmd_predict(ctx: Context, args: argparse.Namespace) -> int:
     fields = list(rows[0])
     writer.writerow([*fields, *(f"predicted_{c}" for c in columns)])
     for row, answer in zip(rows, answers, strict=True):
-        writer.writerow([*(row[f] for f in fields), *(json.dumps(v) if isinstance(v, dict) else v for v in answer.values())])
+        writer.writerow(
+            [*(row[f] for f in fields), *(json.dumps(v) if isinstance(v, dict) else v for v in answer.values())]
+        )
     atomic.write_text(output, text.getvalue())  # whole or not at all
     ctx.console.print(f"scored {len(rows)} row(s) with v{status.version}: {output}", highlight=False)
     return 0

@@ -66,14 +66,14 @@ def infer(frame: pd.DataFrame, label: str, task: str | None, path: Path) -> tupl
         )
     classes: tuple[Label, ...] = ()
     if chosen.is_classification:
-        values = sorted({_plain(v) for v in labels}, key=lambda v: (isinstance(v, str), v))
-        if chosen is Task.BINARY and len(values) != 2:
+        found = sorted({_plain(v) for v in labels}, key=lambda v: (isinstance(v, str), v))
+        if chosen is Task.BINARY and len(found) != 2:
             raise ConfigError(
-                f"TASK=binary needs exactly two label values, but {label!r} has {len(values)}; use TASK=multiclass"
+                f"TASK=binary needs exactly two label values, but {label!r} has {len(found)}; use TASK=multiclass"
             )
-        if len(values) < 2:
+        if len(found) < 2:
             raise ConfigError(f"the label column {label!r} has one value only; a model needs at least two")
-        classes = tuple(values)
+        classes = tuple(found)
     notes = []
     features = []
     for name in frame.columns:

@@ -60,7 +60,7 @@ def input_fn(request_body: bytes | str, request_content_type: str) -> pd.DataFra
     content_type = (request_content_type or CSV).split(";")[0].strip().lower()
     if content_type == CSV:
         rows = [row for row in csv.reader(io.StringIO(text)) if row]
-        if not rows:
+        if not rows or not text.strip():
             raise ValueError("the request body is empty; send one CSV row per instance")
         widths = {len(row) for row in rows}
         if len(widths) != 1:
@@ -97,7 +97,7 @@ def category_text(value: Any) -> str:
 
 
 def _number(value: Any, feature: str, row: int) -> float:
-    if isinstance(value, bool) or isinstance(value, list | dict):
+    if isinstance(value, bool | list | dict):
         raise ValueError(f"instance {row} holds {type(value).__name__} for {feature!r}, where a number belongs")
     if isinstance(value, str):
         value = value.strip()
@@ -128,7 +128,9 @@ def features_frame(raw: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
                 values.append(_number(value, name, row))
             else:
                 if isinstance(value, list | dict | bool):
-                    raise ValueError(f"instance {row} holds {type(value).__name__} for {name!r}, where a category belongs")
+                    raise ValueError(
+                        f"instance {row} holds {type(value).__name__} for {name!r}, where a category belongs"
+                    )
                 values.append(category_text(value))
         columns[name] = values
     frame = pd.DataFrame(columns, index=range(len(raw)))
@@ -201,7 +203,9 @@ def output_fn(prediction: dict[str, Any], accept: str) -> tuple[str, str]:
             if "value" in row:
                 writer.writerow([repr(row["value"])])
             elif "probabilities" in row:
-                writer.writerow([row["label"], f"{row['probability']:.6f}", *(f"{p:.6f}" for p in row["probabilities"].values())])
+                writer.writerow(
+                    [row["label"], f"{row['probability']:.6f}", *(f"{p:.6f}" for p in row["probabilities"].values())]
+                )
             else:
                 writer.writerow([row["label"], f"{row['probability']:.6f}"])
         return out.getvalue(), CSV

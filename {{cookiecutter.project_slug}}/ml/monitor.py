@@ -367,11 +367,11 @@ def _live_metrics(window: Window, settings: Settings) -> tuple[dict[str, float],
         return {}, 0
     if settings.task == "regression":
         pairs = []
-        for truth, (value, _) in joined:
+        for actual, (value, _) in joined:
             with contextlib.suppress(ValueError):
-                pairs.append((float(truth), float(value)))
+                pairs.append((float(actual), float(value)))
         return (_regression_metrics(pairs), len(pairs)) if pairs else ({}, 0)
-    truth = [category_text(float(t)) if _is_number(t) else t for t, _ in joined]
+    truth = [category_text(float(t)) if _is_number(t) else t for t, _ in joined]  # "1.0" and "1" are one class
     predicted = [str(label) for _, (label, _) in joined]
     metrics = {"accuracy": sum(1 for t, p in zip(truth, predicted, strict=True) if t == p) / len(joined)}
     if settings.task != "binary":
@@ -457,12 +457,12 @@ def check(
                 )
             )
         if judged and valid:
-            baseline, live = baseline_counts(stats[name]), list(feature.buckets)
+            trained, seen = baseline_counts(stats[name]), list(feature.buckets)
             if required < 1.0:
                 # A feature that may be missing: its missing share is one more cell of the test, so a
                 # jump in gaps is drift, while gaps as common as in training are not.
-                baseline, live = [*baseline, baseline_missing(stats[name])], [*live, float(feature.missing)]
-            p_values[name] = _chi_square_p(baseline, live)
+                trained, seen = [*trained, baseline_missing(stats[name])], [*seen, float(feature.missing)]
+            p_values[name] = _chi_square_p(trained, seen)
     if judged:
         limit = settings.drift_alpha / max(1, len(p_values))
         for name, p in p_values.items():

@@ -65,7 +65,9 @@ def per_class(report: dict[str, Any], path: Path) -> Path:
     for offset, name in enumerate(("precision", "recall", "f1")):
         positions = [i + (offset - 1) * width for i in range(len(classes))]
         axes.bar(positions, [scores[c][name] for c in classes], width, label=name)
-    axes.set(xticks=list(range(len(classes))), xticklabels=classes, ylim=(0, 1.05), title="Per-class metrics (candidate)")
+    axes.set(
+        xticks=list(range(len(classes))), xticklabels=classes, ylim=(0, 1.05), title="Per-class metrics (candidate)"
+    )
     axes.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path)

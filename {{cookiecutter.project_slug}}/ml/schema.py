@@ -119,7 +119,7 @@ def from_dict(raw: dict[str, Any], path: Path) -> Schema:
     if not isinstance(label, dict) or not isinstance(label.get("name"), str) or not label["name"]:
         raise _error(path, "[label].name", "is missing: name the column the model predicts")
     try:
-        task = Task(label.get("task"))
+        task = Task(str(label.get("task")))
     except ValueError:
         raise _error(path, "[label].task", f"is {label.get('task')!r}; use binary, multiclass or regression") from None
     classes: tuple[Label, ...] = ()
@@ -128,7 +128,9 @@ def from_dict(raw: dict[str, Any], path: Path) -> Schema:
         if not isinstance(values, list) or len(values) < 2 or len(set(map(str, values))) != len(values):
             raise _error(path, "[label].classes", "must list at least two distinct label values")
         if task is Task.BINARY and len(values) != 2:
-            raise _error(path, "[label].classes", f"has {len(values)} values; binary takes two (or set task = 'multiclass')")
+            raise _error(
+                path, "[label].classes", f"has {len(values)} values; binary takes two (or set task = 'multiclass')"
+            )
         classes = tuple(values)
     elif "classes" in label:
         raise _error(path, "[label].classes", "is set, but a regression label has no classes")
@@ -142,9 +144,11 @@ def from_dict(raw: dict[str, Any], path: Path) -> Schema:
             raise _error(path, f"{where} name", "is missing")
         name = item["name"]
         try:
-            kind = Kind(item.get("kind"))
+            kind = Kind(str(item.get("kind")))
         except ValueError:
-            raise _error(path, f"{where} ({name!r}) kind", f"is {item.get('kind')!r}; use numeric or categorical") from None
+            raise _error(
+                path, f"{where} ({name!r}) kind", f"is {item.get('kind')!r}; use numeric or categorical"
+            ) from None
         unknown = set(item) - {"name", "kind", "nullable", "min", "max", "categories"}
         if unknown:
             raise _error(path, f"{where} ({name!r})", f"has unknown key(s) {', '.join(sorted(unknown))}")
@@ -178,7 +182,9 @@ def load(path: Path) -> Schema:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the syntax, or run `make infer-schema` again.") from None
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}. Fix the syntax, or run `make infer-schema` again."
+        ) from None
     return from_dict(raw, path)
 
 

@@ -79,9 +79,10 @@ def hyperparameters(arguments: list[str]) -> dict[str, Any]:
             raise ValueError(f"unexpected argument {item!r}: hyperparameters come as --name value")
         name, equals, value = item[2:].partition("=")
         if not equals:
-            value = next(items, None)  # type: ignore[arg-type]
-            if value is None:
+            following = next(items, None)
+            if following is None:
                 raise ValueError(f"hyperparameter --{name} has no value")
+            value = following
         params[name.replace("-", "_")] = parse_value(value)
     return params
 
@@ -151,6 +152,7 @@ class Trained:
     model: Pipeline
     schema: dict[str, Any]
     frame: pd.DataFrame  # kept for the monitoring baseline
+    estimator: str = DEFAULT_ESTIMATOR  # the import path it was built from
 
     @property
     def features(self) -> list[str]:
@@ -161,10 +163,12 @@ def labels(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.Series[Any]:
     label = schema["label"]
     values = frame[label["name"]]
     if label["task"] == "regression":
-        return pd.to_numeric(values, errors="raise").astype(float)
+        numbers: pd.Series[Any] = pd.to_numeric(values, errors="raise").astype(float)
+        return numbers
     # Labels keep the type the schema lists them in, so predictions name the classes as the data does.
-    by_text = {str(c): c for c in label["classes"]}
-    return values.map(lambda v: by_text.get(str(v), v))
+    by_text = {category_text(c): c for c in label["classes"]}
+    classes: pd.Series[Any] = values.map(lambda v: by_text.get(category_text(v), v))
+    return classes
 
 
 def train(args: argparse.Namespace, params: dict[str, Any]) -> Trained:
@@ -179,7 +183,7 @@ def train(args: argparse.Namespace, params: dict[str, Any]) -> Trained:
     model.fit(features_frame(frame, schema), labels(frame, schema))
     estimator = model.named_steps["model"]
     print(f"trained {estimator.__class__.__name__} on {len(frame)} rows, {len(schema['features'])} features")
-    return Trained(model, schema, frame)
+    return Trained(model, schema, frame, args.estimator)
 
 
 BASELINE_BUCKETS = 10
@@ -198,7 +202,7 @@ def _numeric_statistics(values: pd.Series[Any]) -> tuple[dict[str, Any], float]:
         edges = np.array([low, low + 1.0])
     counts, _ = np.histogram(present, bins=edges)
     statistics = {
-        "common": {"num_present": int(len(present)), "num_missing": int(values.isna().sum())},
+        "common": {"num_present": len(present), "num_missing": int(values.isna().sum())},
         "mean": float(present.mean()) if len(present) else 0.0,
         "sum": float(present.sum()),
         "std_dev": float(present.std(ddof=0)) if len(present) else 0.0,
@@ -221,7 +225,7 @@ def _string_statistics(values: pd.Series[Any], categories: list[str]) -> dict[st
     present = values.dropna().map(category_text)
     counts = present.value_counts()
     return {
-        "common": {"num_present": int(len(present)), "num_missing": int(values.isna().sum())},
+        "common": {"num_present": len(present), "num_missing": int(values.isna().sum())},
         "distinct_count": float(present.nunique()),
         "distribution": {
             "categorical": {"buckets": [{"value": c, "count": float(counts.get(c, 0))} for c in categories]}
@@ -302,7 +306,7 @@ def save_model(trained: Trained, model_dir: Path) -> None:
         "task": label["task"],
         "classes": classes,
         "schema": trained.schema,
-        "estimator": f"{type(estimator).__module__}.{type(estimator).__name__}",
+        "estimator": trained.estimator,
         "scikit_learn": sklearn.__version__,
     }
     (model_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))

@@ -45,7 +45,10 @@ def _lines(index: list[Any]) -> str:
 
 
 def _finite(series: pd.Series[Any]) -> pd.Series[bool]:
-    return pd.Series(np.isfinite(series.to_numpy(dtype=float)) | series.isna().to_numpy(), index=series.index)
+    finite: pd.Series[bool] = pd.Series(
+        np.isfinite(series.to_numpy(dtype=float)) | series.isna().to_numpy(), index=series.index
+    )
+    return finite
 
 
 def _feature_column(feature: Feature) -> pa.Column:
@@ -65,9 +68,7 @@ def pandera_schema(schema: Schema) -> pa.DataFrameSchema:
     if schema.task is Task.REGRESSION:
         columns[schema.label] = pa.Column(float, pa.Check(_finite, name="finite"), coerce=True, required=True)
     else:
-        columns[schema.label] = pa.Column(
-            object, pa.Check.isin([str(c) for c in schema.classes], name="label_class"), required=True
-        )
+        columns[schema.label] = pa.Column(object, pa.Check.isin([str(c) for c in schema.classes]), required=True)
     return pa.DataFrameSchema(columns, strict=False)
 
 
@@ -110,7 +111,7 @@ def _describe(schema: Schema, column: str, check: str, cases: list[Any], index: 
             f"{name} has {shown} on line(s) {where}, outside the schema's range [{feature.minimum}, {feature.maximum}]; "
             "widen min/max in the schema if the data is right"
         )
-    if check == "label_class":
+    if is_label and check.startswith(("label_class", "isin")):
         return (
             f"{name} has unknown value(s) {shown} on line(s) {where}; allowed labels are "
             f"{', '.join(str(c) for c in schema.classes)} ([label].classes in the schema)"

@@ -31,11 +31,12 @@ def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 def write_config(directory: Path, **sections: Any) -> Path:
     """A copy of the project's mlops.toml with sections changed, e.g. train={"hyperparameters": {...}}.
 
-    Paths in the copy stay relative to its own directory, as in the original; the data source,
-    unless a test sets its own, still names the project's data set.
+    Paths in the copy stay relative to its own directory, as in the original; the data source and
+    the schema, unless a test sets its own, still name the project's.
     """
     raw = tomllib.loads((PROJECT_ROOT / "mlops.toml").read_text())
     raw["data"]["source"] = str((PROJECT_ROOT / raw["data"]["source"]).resolve())
+    raw["data"]["schema"] = str((PROJECT_ROOT / raw["data"].get("schema", "schema.toml")).resolve())
     path = directory / "mlops.toml"
     path.write_text(tomli_w.dumps(merge(raw, sections)))
     return path

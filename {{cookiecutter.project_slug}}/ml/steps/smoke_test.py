@@ -99,7 +99,9 @@ def run(ctx: Context, data: DataResult) -> SmokeResult:
     )
     instances = [json_instance(row, contract) for row in sample]
     as_json = json.dumps({"instances": instances}).encode()
-    answered = _predictions(endpoint.invoke(as_json, "application/json", accept, f"{SMOKE_TEST_ID}json"), len(sample), contract)
+    answered = _predictions(
+        endpoint.invoke(as_json, "application/json", accept, f"{SMOKE_TEST_ID}json"), len(sample), contract
+    )
     if answered != batch:
         raise EndpointError("smoke test: CSV and JSON requests for the same rows disagree")
     # A bad row must be refused. The SageMaker container answers every handler error with a bare

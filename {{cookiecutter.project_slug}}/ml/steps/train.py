@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from ml import lineage, names, schema
 from ml.backends.base import ModelVersion, TrainingSpec

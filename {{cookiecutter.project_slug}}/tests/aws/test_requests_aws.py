@@ -37,13 +37,16 @@ def test_training_request_has_kms_image_hyperparameters_and_tags(trained: Accoun
     assert request["AlgorithmSpecification"]["TrainingImage"].endswith(f".amazonaws.com/{IMAGE_TAG}")
     assert request["RoleArn"] == aws.outputs["execution_role_arn"]
     assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == CONFIG.train.max_runtime_seconds
-    expected = {name: str(value) for name, value in CONFIG.train.hyperparameters.items()}
+    expected = {name: str(value).lower() if isinstance(value, bool) else str(value)
+                for name, value in CONFIG.train.hyperparameters.items()}  # fmt: skip
     assert {k: v for k, v in request["HyperParameters"].items() if k in expected} == expected
-    assert request["HyperParameters"]["label"] == schema.LABEL
+    assert request["HyperParameters"]["label"] == schema.for_config(CONFIG).label
+    assert request["HyperParameters"]["estimator"] == CONFIG.train.estimator
     tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}
     assert set(tags) >= {"git-sha", "fingerprint"}
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
     assert channels["train"].startswith(f"s3://{aws.outputs['artifacts_bucket']}/sha256/")
+    assert channels["schema"].startswith(f"s3://{aws.outputs['artifacts_bucket']}/sha256/")
 
 
 def test_evaluation_runs_as_a_processing_job_with_kms(trained: Account) -> None:

@@ -16,20 +16,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from ml import schema
 from ml.backends.base import ModelVersion
 from ml.backends.local_artifacts import LocalArtifactStore
 from ml.backends.local_endpoint import LocalEndpoint
 from ml.config import PROJECT_ROOT
 from ml.serving import ERROR_500
-from tests.data_factory import good_frame
+from tests.data_factory import csv_line, good_frame, project_schema
 from tests.model_factory import approved_version
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local-server")]
 
-ROW = ",".join(str(v) for v in good_frame().iloc[0][list(schema.FEATURES)])
+SCHEMA = project_schema()
+ROW = csv_line(good_frame().iloc[0], SCHEMA.names)
 
 
 @dataclass
@@ -117,7 +118,9 @@ def without_content_type(port: int, body: bytes) -> bytes:
 
 
 def test_a_request_without_content_type_is_read_as_json(served: Served) -> None:
-    instance = json.dumps({"instances": [[float(v) for v in ROW.split(",")]]}).encode()
+    first = good_frame().iloc[0]
+    values = [None if pd.isna(first[name]) else first[name] for name in SCHEMA.names]
+    instance = json.dumps({"instances": [values]}, default=lambda v: v.item()).encode()
     assert without_content_type(served.port, instance).startswith(b"HTTP/1.1 200")
     # A CSV row is not JSON: refused, as the container refuses it.
     assert without_content_type(served.port, ROW.encode()).startswith(b"HTTP/1.1 500")
@@ -126,7 +129,8 @@ def test_a_request_without_content_type_is_read_as_json(served: Served) -> None:
 def test_good_requests_are_answered_in_both_formats(served: Served) -> None:
     status, answer, content_type = post(served.port, f"{ROW}\n".encode(), CSV)
     assert status == 200 and content_type == "application/json"
-    assert json.loads(answer)["predictions"][0]["label"] in schema.LABEL_VALUES
+    prediction = json.loads(answer)["predictions"][0]
+    assert prediction["label"] in SCHEMA.classes if SCHEMA.task.is_classification else "value" in prediction
     status, answer, content_type = post(served.port, f"{ROW}\n".encode(), {**CSV, "Accept": "text/csv"})
     assert status == 200 and content_type == "text/csv; charset=utf-8"
 
