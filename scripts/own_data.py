@@ -35,7 +35,8 @@ WINE = DataSet(
     "f1_macro",
     {"accuracy": 0.8, "f1_macro": 0.8},
     "accuracy",
-    "import sys\nfrom sklearn.datasets import load_wine\nload_wine(as_frame=True).frame.to_csv(sys.argv[1], index=False)",
+    "import sys\nfrom sklearn.datasets import load_wine\n"
+    "load_wine(as_frame=True).frame.to_csv(sys.argv[1], index=False)",
 )
 DIABETES = DataSet(
     "diabetes",
