@@ -5,7 +5,8 @@
 - synthetic_schema(task) and schema_frame(schema): a small schema of every feature kind (numbers
   with a range, categories, gaps) and valid rows drawn from any schema, for tests that need a
   kind of column or a task the project's data may not have;
-- rows_strategy(schema): the same rows as a hypothesis strategy.
+- tests/strategies.py: rows of any schema as a hypothesis strategy (kept apart: the container
+  parity test imports this module in an environment without hypothesis).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hypothesis import strategies as st
 
 from ml import schema
 from ml.config import load_config
@@ -114,20 +114,6 @@ def schema_frame(contract: Schema, rows: int = 120, seed: int = 0, missing: floa
         if feature.kind is Kind.NUMERIC:
             frame[feature.name] = frame[feature.name].astype(float)
     return frame
-
-
-def rows_strategy(contract: Schema) -> st.SearchStrategy[dict[str, Any]]:
-    """One valid row of features for a schema, as hypothesis draws it."""
-    fields: dict[str, st.SearchStrategy[Any]] = {}
-    for feature in contract.features:
-        if feature.kind is Kind.NUMERIC:
-            low = feature.minimum if feature.minimum is not None else -1e6
-            high = feature.maximum if feature.maximum is not None else 1e6
-            value: st.SearchStrategy[Any] = st.floats(low, high, allow_nan=False, allow_infinity=False)
-        else:
-            value = st.sampled_from(feature.categories)
-        fields[feature.name] = st.one_of(st.none(), value) if feature.nullable else value
-    return st.fixed_dictionaries(fields)
 
 
 def csv_line(row: dict[str, Any] | pd.Series[Any], features: list[str]) -> str:

@@ -18,6 +18,7 @@ from ml.errors import DataValidationError
 from ml.schema import Kind, Task
 from ml.validation import validate
 from tests.data_factory import good_frame, project_schema, schema_frame, synthetic_schema
+from tests.strategies import rows_strategy
 
 SCHEMA = synthetic_schema(Task.MULTICLASS)
 PROJECT = project_schema()
@@ -169,3 +170,12 @@ def test_any_label_outside_the_schema_is_caught(label: Any) -> None:
     data.loc[0, "target"] = label
     with pytest.raises(DataValidationError, match="label"):
         validate(data, "x.csv", SCHEMA)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(row=rows_strategy(PROJECT))
+def test_any_row_the_projects_schema_allows_passes_validation(row: dict[str, Any]) -> None:
+    # The other side of the corrupted-cell property: the schema refuses nothing it declares valid.
+    data = good_frame(60)
+    extra = pd.DataFrame([{**row, PROJECT.label: data.iloc[0][PROJECT.label]}])
+    validate(pd.concat([data, extra], ignore_index=True), "x.csv", PROJECT)
