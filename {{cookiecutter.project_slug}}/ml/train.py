@@ -190,14 +190,21 @@ BASELINE_BUCKETS = 10
 
 
 def _numeric_statistics(values: pd.Series[Any]) -> tuple[dict[str, Any], float]:
-    """A numeric feature's statistics in Model Monitor's shape, buckets at the training deciles.
+    """A numeric feature's statistics in Model Monitor's shape, buckets at the training deciles
+    (or one per value, for a number with at most BASELINE_BUCKETS values).
 
     The bucket edges are the training deciles rather than equal widths: on skewed features,
     equal-width tail buckets hold a handful of rows, and sampling noise alone then moves the test.
     """
     present = values.dropna().astype(float)
     low, high = (float(present.min()), float(present.max())) if len(present) else (0.0, 0.0)
-    edges = np.unique(np.quantile(present, np.linspace(0.0, 1.0, BASELINE_BUCKETS + 1))) if len(present) else []
+    distinct = np.unique(present)
+    if 1 < len(distinct) <= BASELINE_BUCKETS:
+        # A number with few values (a 0/1 flag, a count, diabetes' sex): one bucket per value. Its
+        # deciles fold into one or two buckets, in which a change of the mix cannot show.
+        edges = np.append(distinct, distinct[-1] + 1.0)
+    else:
+        edges = np.unique(np.quantile(present, np.linspace(0.0, 1.0, BASELINE_BUCKETS + 1))) if len(present) else []
     if len(edges) < 2:  # a constant (or empty) feature: one bucket around its value
         edges = np.array([low, low + 1.0])
     counts, _ = np.histogram(present, bins=edges)

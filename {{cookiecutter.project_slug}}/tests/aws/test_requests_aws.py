@@ -64,7 +64,8 @@ def test_the_model_package_carries_metrics_lineage_and_approval(trained: Account
     (package,) = packages(aws)
     assert package["ModelApprovalStatus"] == "Approved"
     properties = package["CustomerMetadataProperties"]
-    assert set(properties) >= {"git_sha", "data_hash", "code_hash", "params_hash", "fingerprint", "metric.roc_auc"}
+    primary = f"metric.{CONFIG.gate.primary_metric}"  # the task's own (roc_auc for the example's binary data)
+    assert set(properties) >= {"git_sha", "data_hash", "code_hash", "params_hash", "fingerprint", primary}
     container = package["InferenceSpecification"]["Containers"][0]
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert container["Image"].endswith(IMAGE_TAG)
@@ -75,7 +76,8 @@ def test_the_model_package_carries_metrics_lineage_and_approval(trained: Account
         assert s3.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "aws:kms"
     bucket, key = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"][5:].split("/", 1)
     evaluation = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    assert evaluation["candidate"]["metrics"]["roc_auc"] == pytest.approx(float(properties["metric.roc_auc"]), abs=1e-6)
+    scored = evaluation["candidate"]["metrics"][CONFIG.gate.primary_metric]
+    assert scored == pytest.approx(float(properties[primary]), abs=1e-6)
     assert desired_version(aws) == "1"
 
 
