@@ -36,8 +36,15 @@ def stacks_for(paths: Iterable[str]) -> list[str]:
 
 def changed_paths(base: str) -> list[str]:
     result = subprocess.run(
-        ["git", "diff", "--name-only", f"{base}...HEAD"], capture_output=True, text=True, check=True
+        ["git", "diff", "--name-only", f"{base}...HEAD"], capture_output=True, text=True, check=False
     )  # run from the repository root, as make does
+    if result.returncode != 0:
+        # A repository of one commit has no HEAD~1; a shallow clone lacks older commits.
+        reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "git diff failed"
+        raise SystemExit(
+            f"changed-stacks: cannot compare {base!r} with HEAD ({reason}). Pass BASE=<an existing commit>, "
+            "or fetch more history (actions/checkout with fetch-depth: 0)."
+        )
     return [line for line in result.stdout.splitlines() if line]
 
 
