@@ -29,6 +29,7 @@ from ml.context import Context, make_context
 from ml.errors import GateRejectedError, PipelineError
 from ml.lock import environment_lock
 from ml.monitor import DEMO_ID
+from ml.steps import batch as batch_step
 from ml.steps import data as data_step
 from ml.steps import deploy as deploy_step
 from ml.steps import evaluate as evaluate_step
@@ -513,6 +514,37 @@ def cmd_predict(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(ctx: Context, args: argparse.Namespace) -> int:
+    """Score a whole CSV file with the desired state's version, as a Batch Transform job does."""
+    if not args.input:
+        raise PipelineError("batch needs INPUT=<csv with a header row naming the features>")
+    result = batch_step.run(ctx, Path(args.input), args.output)
+    table = Table(show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("batch job", result.job_name)
+    table.add_row("model", f"v{result.version} ({ctx.backends.registry.group})")
+    table.add_row("rows", f"{result.rows:,}: {result.scored:,} scored, {result.rejected:,} refused")
+    table.add_row("time", f"{result.seconds:.2f} s, {result.rows_per_second:,.0f} rows/s")
+    for reason, count in result.reasons.items():
+        table.add_row("refused", f"{count:,} row(s): {reason}")
+    if not result.drift_judged:
+        drift = f"not judged: fewer than [monitor].min_rows = {ctx.config.monitor.min_rows} rows"
+    elif result.drifted:
+        drift = f"[red]found[/] in {', '.join(result.drifted)}"
+    else:
+        drift = "none found"
+    table.add_row("drift", drift)
+    for violation in result.violations:
+        if violation["check"] != "baseline_drift_check":
+            table.add_row("data", f"{violation['feature']}: {escape(violation['description'])}")
+    table.add_row("predictions", result.predictions)
+    table.add_row("rejects", result.rejects)
+    table.add_row("summary", result.summary_file)
+    ctx.console.print(table)
+    return 0
+
+
 def cmd_label(ctx: Context, args: argparse.Namespace) -> int:
     """Record ground truth from a CSV with columns inference_id and label (labels that arrived later)."""
     if not args.input:
@@ -634,6 +666,7 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "label": cmd_label,
     "infer-schema": cmd_infer_schema,
     "predict": cmd_predict,
+    "batch": cmd_batch,
     "promotion-pr": cmd_promotion_pr,
     "verify": cmd_verify,
     "status": cmd_status,
@@ -646,7 +679,7 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
 }
 # Commands that change the registry, the desired state or the endpoint take the environment's lock.
 LOCKED = {"pipeline", "train", "register", "promote", "deploy", "verify", "stop", "clean", "gc", "drift-demo",
-          "quality-demo", "registry-check", "promotion-pr", "prune-endpoints"}  # fmt: skip
+          "quality-demo", "registry-check", "promotion-pr", "prune-endpoints", "batch"}  # fmt: skip
 INTERRUPTED = 130  # what a shell reports for Ctrl-C
 
 
@@ -675,8 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repair", action="store_true", help="registry-check: rebuild the database from the journal")
     parser.add_argument("--keep", type=int, default=3, help="gc: how many recent versions and jobs to keep")
     parser.add_argument("--input", help="label: a CSV with columns inference_id and label; predict: rows to score; "
-                        "infer-schema: the data file")  # fmt: skip
-    parser.add_argument("--output", help="predict: where to write the predictions")
+                        "infer-schema: the data file; batch: the file to score")  # fmt: skip
+    parser.add_argument("--output", help="predict, batch: where to write the predictions")
     parser.add_argument("--label", help="infer-schema: the column the model predicts")
     parser.add_argument("--task", help="infer-schema: binary, multiclass or regression (default: guessed)")
     parser.add_argument(

@@ -180,6 +180,21 @@ class ServeSection(_Section):
     startup_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60
 
 
+class BatchSection(_Section):
+    """Batch scoring (`make batch`), with Batch Transform's settings of the same names."""
+
+    # A mini-batch is as many whole lines as fit in this (MaxPayloadInMB; SageMaker allows 1 to 100).
+    max_payload_mb: Annotated[int, Field(ge=1, le=100)] = 6
+    # The predictions file holds the input's columns, then the prediction's (JoinSource Input), or
+    # the prediction's alone (None); output_filter keeps some of them (OutputFilter, a JSONPath such
+    # as "$[0,-2:]": indices and slices of the joined row; "$" keeps all).
+    join_source: Literal["Input", "None"] = "Input"
+    output_filter: Annotated[str, Field(pattern=r"^\$(\[[0-9:,\s-]*\])?$")] = "$"
+    # Rows the schema refuses go to the rejects file with the reason; past this share the job fails.
+    max_reject_share: Annotated[float, Field(ge=0, le=1)] = 0.01
+    instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
+
+
 class Config(_Section):
     project: ProjectSection
     framework: FrameworkSection
@@ -189,6 +204,7 @@ class Config(_Section):
     aws: AwsSection = AwsSection()
     monitor: MonitorSection = MonitorSection()
     serve: ServeSection = ServeSection()
+    batch: BatchSection = BatchSection()
 
     # Set by load_config, not read from the file.
     path: Path = Path("mlops.toml")

@@ -13,6 +13,11 @@ prediction is, by task:
 - binary:     {"label": <class>, "probability": <probability of the positive class>}
 - multiclass: {"label": <class>, "probability": <its probability>, "probabilities": {<class>: p, ...}}
 - regression: {"value": <the prediction>}
+
+Batch Transform (ml/batch.py locally; the transform job's Environment in AWS) sets
+MLOPS_REJECT_ROWS=1: a row the schema refuses is then answered {"rejected": <why>} (CSV: the
+prediction's columns empty, the reason in one more column) instead of failing its whole
+mini-batch, so one bad row costs one row. The endpoint keeps refusing the whole request.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import csv
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,7 @@ JSON = "application/json"
 CSV = "text/csv"
 THRESHOLD = 0.5  # binary: the positive class from this probability up
 DECIMALS = 6  # probabilities are served rounded to this many places
+REJECT_ROWS = "MLOPS_REJECT_ROWS"
 
 
 class UnsupportedFormatError(ValueError):
@@ -140,19 +147,60 @@ def features_frame(raw: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
-def predict_fn(input_data: pd.DataFrame | np.ndarray[Any, Any], model: dict[str, Any]) -> dict[str, Any]:
-    features: list[str] = model["features"]
+def _raw(input_data: pd.DataFrame | np.ndarray[Any, Any], features: list[str]) -> pd.DataFrame:
+    """The request as one column per feature, in the schema's order: its shape is checked, not its values."""
     if isinstance(input_data, pd.DataFrame):
         missing = [name for name in features if name not in input_data.columns]
         if missing:
             raise ValueError(f"instances lack feature(s): {', '.join(missing)}")
-        raw = input_data[features].astype(object).reset_index(drop=True)
+        return input_data[features].astype(object).reset_index(drop=True)
+    if input_data.ndim != 2 or input_data.shape[1] != len(features):
+        width = input_data.shape[1] if input_data.ndim == 2 else 0
+        raise ValueError(f"each instance needs {len(features)} feature values, got {width}")
+    return pd.DataFrame(input_data, columns=features, dtype=object)
+
+
+def _checked_rows(raw: pd.DataFrame, schema: dict[str, Any]) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Batch Transform's rows: those the schema accepts, and why each other one was refused.
+
+    A mini-batch is checked whole; one that fails is halved until each bad row stands alone, so a
+    few bad rows among thousands cost a few dozen checks, not one per row."""
+    frames: list[pd.DataFrame] = []
+    rejected: dict[int, str] = {}
+
+    def check(start: int, stop: int) -> None:
+        try:
+            frames.append(features_frame(raw.iloc[start:stop].reset_index(drop=True), schema))
+        except ValueError as error:
+            if stop - start == 1:
+                rejected[start] = str(error).replace("instance(s) [0] hold", "it holds").replace("instance 0", "it")
+                return
+            middle = (start + stop) // 2
+            check(start, middle)
+            check(middle, stop)
+
+    check(0, len(raw))
+    kept = pd.concat(frames, ignore_index=True) if frames else features_frame(raw.iloc[:0], schema)
+    return kept, rejected
+
+
+def predict_fn(input_data: pd.DataFrame | np.ndarray[Any, Any], model: dict[str, Any]) -> dict[str, Any]:
+    raw = _raw(input_data, model["features"])
+    if os.environ.get(REJECT_ROWS) == "1":
+        frame, rejected = _checked_rows(raw, model["schema"])
     else:
-        if input_data.ndim != 2 or input_data.shape[1] != len(features):
-            width = input_data.shape[1] if input_data.ndim == 2 else 0
-            raise ValueError(f"each instance needs {len(features)} feature values, got {width}")
-        raw = pd.DataFrame(input_data, columns=features, dtype=object)
-    frame = features_frame(raw, model["schema"])
+        frame, rejected = features_frame(raw, model["schema"]), {}
+    prediction = _predict(frame, model) if len(frame) else _empty(model)
+    return {**prediction, "rejected": rejected, "rows": len(raw)}
+
+
+def _empty(model: dict[str, Any]) -> dict[str, Any]:
+    if model["task"] == "regression":
+        return {"task": "regression", "values": []}
+    return {"task": model["task"], "classes": list(model["classes"]), "labels": [], "probabilities": []}
+
+
+def _predict(frame: pd.DataFrame, model: dict[str, Any]) -> dict[str, Any]:
     estimator = model["model"]
     if model["task"] == "regression":
         return {"task": "regression", "values": [float(v) for v in estimator.predict(frame)]}
@@ -174,21 +222,37 @@ def predict_fn(input_data: pd.DataFrame | np.ndarray[Any, Any], model: dict[str,
 def answers(prediction: dict[str, Any]) -> list[dict[str, Any]]:
     """One answer per row, as the endpoint returns them (see the module's docstring)."""
     if prediction["task"] == "regression":
-        return [{"value": value} for value in prediction["values"]]
-    classes = prediction["classes"]
-    rows = []
-    for label, probabilities in zip(prediction["labels"], prediction["probabilities"], strict=True):
-        if prediction["task"] == "binary":
-            rows.append({"label": label, "probability": round(probabilities[1], DECIMALS)})
-        else:
-            rows.append(
-                {
-                    "label": label,
-                    "probability": round(probabilities[classes.index(label)], DECIMALS),
-                    "probabilities": {str(c): round(p, DECIMALS) for c, p in zip(classes, probabilities, strict=True)},
-                }
-            )
-    return rows
+        scored = [{"value": value} for value in prediction["values"]]
+    else:
+        classes = prediction["classes"]
+        scored = []
+        for label, probabilities in zip(prediction["labels"], prediction["probabilities"], strict=True):
+            if prediction["task"] == "binary":
+                scored.append({"label": label, "probability": round(probabilities[1], DECIMALS)})
+            else:
+                scored.append(
+                    {
+                        "label": label,
+                        "probability": round(probabilities[classes.index(label)], DECIMALS),
+                        "probabilities": {
+                            str(c): round(p, DECIMALS) for c, p in zip(classes, probabilities, strict=True)
+                        },
+                    }
+                )
+    rejected: dict[int, str] = prediction.get("rejected") or {}
+    if not rejected:
+        return scored
+    rows, answers_in_order = iter(scored), []
+    for index in range(prediction["rows"]):
+        answers_in_order.append({"rejected": rejected[index]} if index in rejected else next(rows))
+    return answers_in_order
+
+
+def csv_width(prediction: dict[str, Any]) -> int:
+    """How many columns output_fn's CSV gives a scored row."""
+    if prediction["task"] == "regression":
+        return 1
+    return 2 if prediction["task"] == "binary" else 2 + len(prediction["classes"])
 
 
 def output_fn(prediction: dict[str, Any], accept: str) -> tuple[str, str]:
@@ -199,14 +263,22 @@ def output_fn(prediction: dict[str, Any], accept: str) -> tuple[str, str]:
     if accept == CSV:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
+        # In Batch Transform's mode every row gets one more column: empty, or why it was refused.
+        marked, empty = os.environ.get(REJECT_ROWS) == "1", [""] * csv_width(prediction)
         for row in rows:
+            if "rejected" in row:
+                writer.writerow([*empty, row["rejected"]])
+                continue
             if "value" in row:
-                writer.writerow([repr(row["value"])])
+                fields = [repr(row["value"])]
             elif "probabilities" in row:
-                writer.writerow(
-                    [row["label"], f"{row['probability']:.6f}", *(f"{p:.6f}" for p in row["probabilities"].values())]
-                )
+                fields = [
+                    row["label"],
+                    f"{row['probability']:.6f}",
+                    *(f"{p:.6f}" for p in row["probabilities"].values()),
+                ]
             else:
-                writer.writerow([row["label"], f"{row['probability']:.6f}"])
+                fields = [row["label"], f"{row['probability']:.6f}"]
+            writer.writerow([*fields, ""] if marked else fields)
         return out.getvalue(), CSV
     raise UnsupportedFormatError(f"accept type {accept!r} is not supported; use {JSON} or {CSV}")

@@ -266,35 +266,41 @@ def add_capture(window: Window, source: str, lines: Iterable[str], only_ids: str
                 window.unreadable_examples.append(f"{source}:{number}: {type(error).__name__}: {error}")
             continue
         window.records += 1
-        window.rows += len(rows)
-        for row in rows:
-            for name in names:
-                if name not in row:
-                    continue
-                feature = window.features[name]
-                feature.present += 1
-                value = row[name]
-                if value is None or value == "":
-                    feature.missing += 1
-                    continue
-                if name in window.categories:
-                    known = window.categories[name]
-                    text = category_text(value)
-                    feature.buckets[known.index(text) if text in known else len(known)] += 1
-                    continue
-                try:
-                    number_value = float(value)
-                except (TypeError, ValueError):
-                    feature.not_numbers += 1
-                    continue
-                if math.isnan(number_value):
-                    feature.missing += 1
-                    continue
-                feature.buckets[bucket_of(number_value, window.lower_bounds[name])] += 1
+        add_rows(window, rows)
         if inference_id and len(rows) == 1:
             # Ground truth is joined per request: only single-row requests map one id to one row.
             with contextlib.suppress(ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
                 window.predictions[inference_id] = _predictions(record["captureData"]["endpointOutput"])[0]
+
+
+def add_rows(window: Window, rows: Iterable[dict[str, Any]]) -> None:
+    """Count rows of features into the window: a request's instances, or a batch's rows."""
+    names = list(window.features)
+    for row in rows:
+        window.rows += 1
+        for name in names:
+            if name not in row:
+                continue
+            feature = window.features[name]
+            feature.present += 1
+            value = row[name]
+            if value is None or value == "":
+                feature.missing += 1
+                continue
+            if name in window.categories:
+                known = window.categories[name]
+                text = category_text(value)
+                feature.buckets[known.index(text) if text in known else len(known)] += 1
+                continue
+            try:
+                number_value = float(value)
+            except (TypeError, ValueError):
+                feature.not_numbers += 1
+                continue
+            if math.isnan(number_value):
+                feature.missing += 1
+                continue
+            feature.buckets[bucket_of(number_value, window.lower_bounds[name])] += 1
 
 
 def add_ground_truth(window: Window, source: str, lines: Iterable[str]) -> None:

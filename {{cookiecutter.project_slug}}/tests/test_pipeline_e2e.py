@@ -6,6 +6,7 @@ they do (a worse model, bad data, a broken deploy) disturbs it.
 
 from __future__ import annotations
 
+import csv
 import json
 import tarfile
 import time
@@ -28,7 +29,7 @@ from ml.schema import Task
 from ml.steps import monitor as monitor_step
 from ml.summary import Summary
 from tests.conftest import quiet_console, write_config
-from tests.data_factory import csv_line, good_frame, numeric_features, project_schema, write_csv
+from tests.data_factory import csv_line, example_frame, good_frame, numeric_features, project_schema, write_csv
 
 SCHEMA = project_schema()
 # A model no better than guessing: whatever the project's task, the gate must reject it.
@@ -337,3 +338,118 @@ def test_an_empty_window_is_reported_as_too_small_to_judge(champion: Champion) -
     report = monitor_step.run(fresh_context(), only_ids="nothing-was-sent-with-this-id-")
     assert report.metrics["requests"] == 0 and report.metrics["judged_drift"] is False
     assert "drift not judged: 0 rows" in report.report_file.read_text()
+
+
+# ---- batch scoring (make batch): the desired state's version, over a whole file ----
+
+
+def batch_files(directory: Path, stem: str) -> set[str]:
+    return {path.name for path in directory.iterdir() if path.name.startswith((stem, f".{stem}"))}
+
+
+def test_batch_scores_a_file_with_the_desired_version_beside_the_input(champion: Champion, tmp_path: Path) -> None:
+    frame = example_frame().sample(n=150, random_state=0)  # rows drawn as the training data was
+    source = write_csv(frame, tmp_path, "nightly.csv")
+    assert main(["batch", "--input", str(source)]) == 0
+    summary = json.loads((tmp_path / "nightly.batch.json").read_text())
+    desired = fresh_context().backends.desired_state.read()
+    assert summary["version"] == desired
+    assert (summary["rows"], summary["scored"], summary["rejected"]) == (150, 150, 0)
+    assert summary["drift_judged"] and summary["drifted"] == []  # rows like the training data
+    scored = pd.read_csv(tmp_path / "nightly.predictions.csv")
+    assert list(scored.columns[: len(frame.columns)]) == list(frame.columns)  # JoinSource Input
+    assert len(scored) == 150 and scored["prediction"].notna().all()
+    assert (tmp_path / "nightly.rejects.csv").read_text().splitlines() == [",".join(["line", *frame.columns, "reason"])]
+    assert batch_files(tmp_path, "nightly") == {
+        "nightly.csv",
+        "nightly.predictions.csv",
+        "nightly.rejects.csv",
+        "nightly.batch.json",
+    }
+
+
+def test_batch_finds_drift_in_a_shifted_file(champion: Champion, tmp_path: Path) -> None:
+    from ml.__main__ import shift_row, shifted_features
+
+    ctx = fresh_context()
+    version = ctx.backends.desired_state.read()
+    assert version is not None
+    statistics, _ = monitor_step.baseline_of(ctx, version)
+    moved = shifted_features(statistics)
+    rows = [shift_row({str(k): "" if pd.isna(v) else str(v) for k, v in row.items()}, statistics, moved, 3.0)
+            for row in good_frame(150).to_dict(orient="records")]  # fmt: skip
+    source = write_csv(pd.DataFrame(rows), tmp_path, "shifted.csv")
+    assert main(["batch", "--input", str(source), "--output", str(tmp_path / "out" / "scored.csv")]) == 0
+    summary = json.loads((tmp_path / "out" / "scored.batch.json").read_text())
+    assert set(summary["drifted"]) & set(moved), summary
+
+
+def test_batch_refuses_bad_rows_and_writes_no_predictions_past_the_reject_share(
+    champion: Champion, tmp_path: Path
+) -> None:
+    frame = good_frame(200)
+    lines = write_csv(frame, tmp_path, "x.csv").read_text().splitlines()
+    short = ",".join(lines[5].split(",")[:-1])  # one value too few: refused, whatever the schema
+    few = tmp_path / "few.csv"  # 1 of 200 refused: within max_reject_share (1 %)
+    few.write_text("\n".join([*lines[:5], short, *lines[6:]]) + "\n")
+    assert main(["batch", "--input", str(few)]) == 0
+    rejects = list(csv.reader((tmp_path / "few.rejects.csv").open()))
+    assert len(rejects) == 2 and rejects[1][0] == "6" and "values, the header" in rejects[1][-1]
+    assert len(pd.read_csv(tmp_path / "few.predictions.csv")) == 199
+
+    many = tmp_path / "many.csv"  # 10 of 200 refused: past the share
+    many.write_text("\n".join([lines[0], *(short if i % 20 == 0 else line for i, line in enumerate(lines[1:]))]) + "\n")
+    assert main(["batch", "--input", str(many)]) == 1
+    assert batch_files(tmp_path, "many") == {"many.csv", "many.rejects.csv"}  # no predictions, nothing partial
+    assert len(list(csv.reader((tmp_path / "many.rejects.csv").open()))) == 11
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("", "is empty"),
+        ("header-only", "holds a header and no rows"),
+        ("no-feature", "lacks the feature column(s)"),
+    ],
+)
+def test_batch_bad_input_gets_one_line_and_leaves_no_output(
+    champion: Champion,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    content: str | None,
+    message: str,
+) -> None:
+    source = tmp_path / "in.csv"
+    frame = good_frame(20)
+    if content == "header-only":
+        source.write_text(",".join(frame.columns) + "\n")
+    elif content == "no-feature":
+        write_csv(frame.drop(columns=[SCHEMA.names[0]]), tmp_path, "in.csv")
+    elif content is not None:
+        source.write_text(content)
+    monkeypatch.setenv("COLUMNS", "1000")  # the console wraps at the terminal's width
+    assert main(["batch", "--input", str(source)]) == 1
+    errors = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("… ")]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert batch_files(tmp_path, "in") <= {"in.csv"}
+
+
+def test_batch_refuses_a_version_that_is_not_approved(
+    champion: Champion, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = fresh_context()
+    served = ctx.backends.registry.get(1).package
+    rejected = ctx.backends.registry.register(
+        ModelPackage(served.model_uri, served.evaluation_uri, "rejected-for-batch", "Rejected", {}, {})
+    )
+    before = ctx.backends.desired_state.path.read_bytes()
+    ctx.backends.desired_state.write(rejected.version)
+    source = write_csv(good_frame(20), tmp_path, "in.csv")
+    try:
+        assert main(["batch", "--input", str(source)]) == 1
+    finally:
+        ctx.backends.desired_state.path.write_bytes(before)
+    assert f"v{rejected.version} is Rejected: only Approved versions reach traffic" in capsys.readouterr().out
+    assert batch_files(tmp_path, "in") == {"in.csv"}
