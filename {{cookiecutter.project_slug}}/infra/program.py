@@ -192,6 +192,7 @@ def build(settings: StackSettings) -> dict[str, Any]:
         outputs["endpoint_name"] = endpoint.endpoint.name
         # What the endpoint should run after `pulumi up`; verify compares it with what it runs.
         outputs["endpoint_config_name"] = endpoint.endpoint_config_name
+        outputs["model_name"] = endpoint.model_name
         outputs["model_version"] = str(settings.model_version)
         if settings.monitored:
             monitor = load_config().monitor

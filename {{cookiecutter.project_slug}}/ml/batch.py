@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ml import monitor
-from ml.serving import Model, load_program
 
 CSV = "text/csv"
+# The switch of ml/inference.py's Batch Transform mode (the container's code imports nothing of ml/;
+# tests/test_batch.py keeps the two names equal).
+REJECT_ROWS = "MLOPS_REJECT_ROWS"
 MAX_REASONS = 20  # distinct reasons kept in the summary
 
 
@@ -85,11 +87,11 @@ def prediction_columns(task: str, classes: list[Any]) -> list[str]:
     return ["prediction", "probability", *(f"probability_{c}" for c in classes)]
 
 
-def _row(line: str) -> list[str]:
+def csv_values(line: str) -> list[str]:
     return next(csv.reader([line]), [])
 
 
-def _line(values: list[str]) -> str:
+def csv_text(values: list[str]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(values)
     return out.getvalue()
@@ -114,64 +116,88 @@ def mini_batches(handle: TextIO, limit: int) -> Iterator[list[tuple[int, str]]]:
         yield batch
 
 
-class Transform:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        model_dir = Path(args.model_dir)
-        os.environ["MLOPS_REJECT_ROWS"] = "1"  # the transform job's Environment (ml/backends/sagemaker_batch.py)
-        self.model = Model(load_program(model_dir), model_dir)
-        metadata = json.loads((model_dir / "metadata.json").read_text())
-        self.features: list[str] = metadata["features"]
-        self.columns = prediction_columns(metadata["task"], metadata["classes"])
-        self.select = output_filter(args.output_filter)
-        self.limit = args.max_payload_mb * 1024 * 1024
-        statistics = json.loads(Path(args.statistics).read_text())
-        self.statistics, self.constraints = statistics, json.loads(Path(args.constraints).read_text())
-        now = datetime.now(UTC)
-        self.window = monitor.new_window(statistics, now, now)
-        self.rows = self.rejected = self.batches = 0
-        self.reasons: Counter[str] = Counter()
-
-    def header(self, handle: TextIO) -> list[str]:
-        first = handle.readline()
-        header = _row(first.rstrip("\r\n"))
-        if not header:
-            raise BatchInputError(f"{self.args.input} is empty; it needs a header row naming the features, then rows")
-        missing = [name for name in self.features if name not in header]
-        if missing:
-            raise BatchInputError(
-                f"{self.args.input}'s header lacks the feature column(s) {', '.join(missing)}, which the "
-                "model's schema names; name them in the header row (other columns are kept, not scored)"
-            )
-        return header
-
-    def run(self) -> dict[str, Any]:
-        started = time.perf_counter()
-        with (
-            Path(self.args.input).open(newline="", encoding="utf-8") as source,
-            Path(self.args.output).open("w", encoding="utf-8", newline="") as output,
-            Path(self.args.rejects).open("w", encoding="utf-8", newline="") as rejects,
-        ):
-            header = self.header(source)
-            positions = [header.index(name) for name in self.features]  # InputFilter: the schema's columns
-            joined = [*header, *self.columns] if self.args.join_source == "Input" else list(self.columns)
-            output.write(_line(self.select(joined)))
-            rejects.write(_line(["line", *header, "reason"]))
-            for batch in mini_batches(source, self.limit):
-                self._score(batch, header, positions, output, rejects)
-        result = monitor.check(
-            self.window,
-            self.statistics,
-            self.constraints,
-            monitor.Settings(drift_alpha=self.args.drift_alpha, min_rows=self.args.min_rows),
+def feature_positions(header: list[str], features: list[str], source: str) -> list[int]:
+    """Where the schema's features are in the header: the transform job's InputFilter."""
+    if not header:
+        raise BatchInputError(f"{source} is empty; it needs a header row naming the features, then rows")
+    missing = [name for name in features if name not in header]
+    if missing:
+        raise BatchInputError(
+            f"{source}'s header lacks the feature column(s) {', '.join(missing)}, which the "
+            "model's schema names; name them in the header row (other columns are kept, not scored)"
         )
+    return [header.index(name) for name in features]
+
+
+def read_header(handle: TextIO) -> list[str]:
+    return csv_values(handle.readline().rstrip("\r\n"))
+
+
+def refused_before_scoring(values: list[str], text: str, width: int, limit: int) -> str:
+    """Why a line cannot be sent at all (SageMaker would fail the whole job on it), or ""."""
+    if len(values) != width:
+        return f"it has {len(values)} values, the header {width}"
+    if len(text.encode()) + 1 > limit:
+        return f"the row is larger than max_payload_mb = {limit // (1024 * 1024)}"
+    return ""
+
+
+class Assembler:
+    """Writes what a transform answered: predictions (joined and filtered) and refused rows, counted."""
+
+    def __init__(self, output: TextIO, rejects: TextIO, join_source: str, expression: str) -> None:
+        self.output, self.rejects, self.join_source = output, rejects, join_source
+        self.select = output_filter(expression)
+        self.rows = self.rejected = 0
+        self.reasons: Counter[str] = Counter()
+        self._refused: list[tuple[int, list[str], str]] = []
+
+    def header(self, header: list[str], columns: list[str]) -> None:
+        self.output.write(csv_text(self.select([*header, *columns] if self.join_source == "Input" else list(columns))))
+        self.rejects.write(csv_text(["line", *header, "reason"]))
+
+    def scored(self, values: list[str], prediction: list[str]) -> None:
+        self.rows += 1
+        self.output.write(csv_text(self.select([*values, *prediction] if self.join_source == "Input" else prediction)))
+
+    def refuse(self, number: int, values: list[str], reason: str) -> None:
+        self.rows += 1
+        self._refused.append((number, values, reason))
+
+    def flush(self) -> None:
+        """Refused rows of a mini-batch, in the input's order."""
+        for number, values, reason in sorted(self._refused, key=lambda item: item[0]):
+            self.rejected += 1
+            # Counted by kind: "it holds 'abc' for 'x'" and "it holds 'n/a' for 'x'" are one reason.
+            self.reasons[re.sub(r"'[^']*'", "'…'", reason, count=1) if reason.startswith("it holds") else reason] += 1
+            self.rejects.write(csv_text([str(number), *values, reason]))
+        self._refused.clear()
+
+    def counts(self) -> dict[str, Any]:
+        self.flush()
         return {
             "rows": self.rows,
             "scored": self.rows - self.rejected,
             "rejected": self.rejected,
             "reasons": dict(self.reasons.most_common(MAX_REASONS)),
-            "mini_batches": self.batches,
-            "seconds": time.perf_counter() - started,
+        }
+
+
+class DriftCheck:
+    """The monitor's checks (ml/monitor.py) over a batch's rows, as over a window of endpoint traffic."""
+
+    def __init__(self, statistics: dict[str, Any], constraints: dict[str, Any], features: list[str]) -> None:
+        now = datetime.now(UTC)
+        self.statistics, self.constraints, self.features = statistics, constraints, features
+        self.window = monitor.new_window(statistics, now, now)
+
+    def add(self, rows: list[list[str]], positions: list[int]) -> None:
+        monitor.add_rows(self.window, ({n: v[i] for n, i in zip(self.features, positions, strict=True)} for v in rows))
+
+    def result(self, drift_alpha: float, min_rows: int) -> dict[str, Any]:
+        settings = monitor.Settings(drift_alpha=drift_alpha, min_rows=min_rows)
+        result = monitor.check(self.window, self.statistics, self.constraints, settings)
+        return {
             "drift_judged": result.judged_drift,
             "drifted": result.drifted,
             "violations": [
@@ -180,49 +206,69 @@ class Transform:
             ],
         }
 
-    def _score(
-        self, batch: list[tuple[int, str]], header: list[str], positions: list[int], output: TextIO, rejects: TextIO
-    ) -> None:
+
+class Transform:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        from ml.serving import Model, load_program  # the model's libraries: only the transform process needs them
+
+        model_dir = Path(args.model_dir)
+        os.environ[REJECT_ROWS] = "1"  # as the transform job's Environment sets it (ml/steps/batch.py)
+        self.model = Model(load_program(model_dir), model_dir)
+        metadata = json.loads((model_dir / "metadata.json").read_text())
+        self.features: list[str] = metadata["features"]
+        self.columns = prediction_columns(metadata["task"], metadata["classes"])
+        self.limit = args.max_payload_mb * 1024 * 1024
+        statistics = json.loads(Path(args.statistics).read_text())
+        self.drift = DriftCheck(statistics, json.loads(Path(args.constraints).read_text()), self.features)
+        self.batches = 0
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        with (
+            Path(self.args.input).open(newline="", encoding="utf-8") as source,
+            Path(self.args.output).open("w", encoding="utf-8", newline="") as output,
+            Path(self.args.rejects).open("w", encoding="utf-8", newline="") as rejects,
+        ):
+            header = read_header(source)
+            positions = feature_positions(header, self.features, self.args.input)
+            assembler = Assembler(output, rejects, self.args.join_source, self.args.output_filter)
+            assembler.header(header, self.columns)
+            for batch in mini_batches(source, self.limit):
+                self._score(batch, len(header), positions, assembler)
+            counts = assembler.counts()
+        return {
+            **counts,
+            "mini_batches": self.batches,
+            "seconds": time.perf_counter() - started,
+            **self.drift.result(self.args.drift_alpha, self.args.min_rows),
+        }
+
+    def _score(self, batch: list[tuple[int, str]], width: int, positions: list[int], assembler: Assembler) -> None:
         self.batches += 1
-        parsed = [(number, text, _row(text)) for number, text in batch]
         body, sent = io.StringIO(), []
         writer = csv.writer(body, lineterminator="\n")
-        refused: list[tuple[int, list[str], str]] = []
-        for number, text, values in parsed:
-            self.rows += 1
-            if len(values) != len(header):
-                refused.append((number, values, f"it has {len(values)} values, the header {len(header)}"))
-                continue
-            if len(text.encode()) + 1 > self.limit:
-                refused.append((number, values, f"the row is larger than max_payload_mb = {self.args.max_payload_mb}"))
+        for number, text in batch:
+            values = csv_values(text)
+            reason = refused_before_scoring(values, text, width, self.limit)
+            if reason:
+                assembler.refuse(number, values, reason)
                 continue
             writer.writerow([values[i] for i in positions])
             sent.append((number, values))
-        monitor.add_rows(
-            self.window, ({n: v[i] for n, i in zip(self.features, positions, strict=True)} for _, v in sent)
-        )
-        if not sent:
-            self._reject(rejects, refused)
-            return
-        payload, _ = self.model.invoke(body.getvalue(), CSV, CSV)
-        answers = list(csv.reader(io.StringIO(payload.decode())))
-        if len(answers) != len(sent):
-            raise RuntimeError(f"the model answered {len(answers)} lines for a mini-batch of {len(sent)}")
-        for (number, values), answer in zip(sent, answers, strict=True):
-            *prediction, reason = answer
-            if reason:
-                refused.append((number, values, reason))
-                continue
-            row = [*values, *prediction] if self.args.join_source == "Input" else prediction
-            output.write(_line(self.select(row)))
-        self._reject(rejects, refused)
-
-    def _reject(self, rejects: TextIO, refused: list[tuple[int, list[str], str]]) -> None:
-        for number, values, reason in sorted(refused, key=lambda item: item[0]):  # in the input's order
-            self.rejected += 1
-            # Counted by kind: "it holds 'abc' for 'x'" and "it holds 'n/a' for 'x'" are one reason.
-            self.reasons[re.sub(r"'[^']*'", "'…'", reason, count=1) if reason.startswith("it holds") else reason] += 1
-            rejects.write(_line([str(number), *values, reason]))
+        self.drift.add([values for _, values in sent], positions)
+        if sent:
+            payload, _ = self.model.invoke(body.getvalue(), CSV, CSV)
+            answers = list(csv.reader(io.StringIO(payload.decode())))
+            if len(answers) != len(sent):
+                raise RuntimeError(f"the model answered {len(answers)} lines for a mini-batch of {len(sent)}")
+            for (number, values), answer in zip(sent, answers, strict=True):
+                *prediction, reason = answer
+                if reason:
+                    assembler.refuse(number, values, reason)
+                else:
+                    assembler.scored(values, prediction)
+        assembler.flush()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

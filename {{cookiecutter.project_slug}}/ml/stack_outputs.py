@@ -29,6 +29,7 @@ class StackOutputs(BaseModel):
     endpoint_name: str | None = None
     endpoint_config_name: str | None = None
     model_version: str | None = None
+    model_name: str | None = None  # the SageMaker model the endpoint serves; Batch Transform runs it too
 
 
 def outputs_path(config: Config) -> Path:

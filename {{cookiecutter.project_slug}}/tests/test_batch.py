@@ -200,3 +200,7 @@ def test_an_output_filter_that_is_not_indices_and_slices_is_refused(expression: 
 def test_an_index_outside_the_row_is_refused_with_the_column_count() -> None:
     with pytest.raises(ValueError, match="outside the 5 columns"):
         batch.output_filter("$[7]")(list("abcde"))
+
+
+def test_the_engine_and_the_container_code_name_the_same_switch() -> None:
+    assert batch.REJECT_ROWS == inference.REJECT_ROWS  # inference.py imports nothing of ml/, so it keeps its own

@@ -45,6 +45,7 @@ class EndpointArgs:
 class Endpoint(pulumi.ComponentResource):
     endpoint: aws.sagemaker.Endpoint
     endpoint_config_name: pulumi.Output[str]
+    model_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: EndpointArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:endpoint:Endpoint", name, None, opts)
@@ -152,7 +153,10 @@ class Endpoint(pulumi.ComponentResource):
                 opts=child,
             )
         self.endpoint_config_name = config.name
-        self.register_outputs({"endpoint_name": self.endpoint.name, "endpoint_config_name": config.name})
+        self.model_name = model.name
+        self.register_outputs(
+            {"endpoint_name": self.endpoint.name, "endpoint_config_name": config.name, "model_name": model.name}
+        )
 
 
 def traffic_routing(args: EndpointArgs) -> dict[str, Any]:

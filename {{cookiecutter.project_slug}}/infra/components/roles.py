@@ -567,6 +567,19 @@ class Roles(pulumi.ComponentResource):
                 "Action": ["logs:GetLogEvents", "logs:DescribeLogStreams", "logs:FilterLogEvents"],
                 "Resource": arn.sagemaker_logs,
             },
+            {
+                # `make batch` in every environment: a Batch Transform job on the model the stack serves
+                # (ml/backends/sagemaker_batch.py), named <prefix>-<env>-batch-<stamp> by ml/names.py.
+                "Sid": "BatchTransform",
+                "Effect": "Allow",
+                "Action": [
+                    "sagemaker:CreateTransformJob",
+                    "sagemaker:DescribeTransformJob",
+                    "sagemaker:StopTransformJob",
+                    "sagemaker:AddTags",
+                ],
+                "Resource": f"{sagemaker}:transform-job/{scoped}-batch-*",
+            },
         ]
         if args.env == "dev":  # only the stack that trains runs the pipeline's jobs
             statements.append(

@@ -13,6 +13,7 @@ from ml.backends.local_artifacts import LocalArtifactStore
 from ml.backends.local_endpoint import LocalEndpoint
 from ml.backends.local_jobs import LocalJobRunner
 from ml.backends.local_registry import LocalModelRegistry
+from ml.backends.sagemaker_batch import SageMakerBatchTransform
 from ml.backends.warm import ForkServer, WarmStarts, imports_of
 from ml.config import PROJECT_ROOT, Config
 from ml.errors import ConfigError
@@ -30,6 +31,8 @@ class Backends:
     # jobs, checks and plots come from, and the model server's interpreter.
     forks: ForkServer
     warm: WarmStarts
+    # Batch scoring in AWS (ml/steps/batch.py); locally the batch step runs ml/batch.py itself.
+    batch: SageMakerBatchTransform | None = None
 
 
 def job_preload() -> list[str]:
@@ -151,6 +154,7 @@ def aws_backends(config: Config) -> Backends:
         desired_state=stack_file(config, config.env),
         forks=ForkServer(job_preload()),
         warm=WarmStarts(),
+        batch=SageMakerBatchTransform(sagemaker),
     )
 
 

@@ -12,21 +12,36 @@ name beside their final one and renamed when the job has finished and its reject
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ml import names
+from ml import names, schema
+from ml.batch import (
+    REJECT_ROWS,
+    Assembler,
+    BatchInputError,
+    DriftCheck,
+    csv_text,
+    csv_values,
+    feature_positions,
+    mini_batches,
+    prediction_columns,
+    read_header,
+    refused_before_scoring,
+)
 from ml.config import PROJECT_ROOT
 from ml.context import Context
 from ml.errors import PipelineError
 from ml.serving import extract
 from ml.steps.deploy import deployable
-from ml.steps.monitor import baseline_uris
+from ml.steps.monitor import baseline_of, baseline_uris
 
 LOG_TAIL = 15
 
@@ -60,10 +75,6 @@ def output_paths(input_path: Path, output: str | None) -> tuple[Path, Path, Path
     return predictions, predictions.with_name(f"{stem}.rejects.csv"), predictions.with_name(f"{stem}.batch.json")
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
-
-
 def scoring_version(ctx: Context) -> int:
     state = ctx.backends.desired_state
     version = state.read()
@@ -84,32 +95,96 @@ def check_input(input_path: Path) -> None:
         raise PipelineError(f"INPUT={input_path} is empty; it needs a header row naming the features, then rows")
 
 
-def run(ctx: Context, input_path: Path, output: str | None = None) -> BatchResult:
-    config = ctx.config
+@dataclass(frozen=True)
+class Job:
+    """One batch run's names and files: where it works, and what it writes under temporary names."""
+
+    name: str
+    version: int
+    input: Path
+    directory: Path
+    predictions: Path
+    rejects: Path
+    summary: Path
+
+    def partial(self, path: Path) -> Path:
+        return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+    def partials(self) -> list[Path]:
+        return [self.partial(path) for path in (self.predictions, self.rejects, self.summary)]
+
+
+def new_job(ctx: Context, input_path: Path, output: str | None) -> Job:
     check_input(input_path)
     version = scoring_version(ctx)
-    model = ctx.backends.registry.get(version)
-    predictions, rejects, summary_file = output_paths(input_path, output)
+    predictions, rejects, summary = output_paths(input_path, output)
     if predictions.resolve() == input_path.resolve():
         raise PipelineError(f"OUTPUT={predictions} is the input itself; name another file")
     predictions.parent.mkdir(parents=True, exist_ok=True)
-    job_name = names.job_name(config.project.resource_prefix, config.env, "batch")
-    job_dir = config.state_dir / "batch" / job_name
-    artifacts = ctx.backends.artifacts
-    tarball = artifacts.get(model.package.model_uri, job_dir / "model.tar.gz")
-    extract(tarball, job_dir / "model")
+    config = ctx.config
+    name = names.job_name(config.project.resource_prefix, config.env, "batch")
+    return Job(name, version, input_path, config.state_dir / "batch" / name, predictions, rejects, summary)
+
+
+def run(ctx: Context, input_path: Path, output: str | None = None) -> BatchResult:
+    job = new_job(ctx, input_path, output)
+    try:
+        counts = run_locally(ctx, job) if ctx.config.env == "local" else run_in_aws(ctx, job)
+        return finish(ctx, job, counts)
+    finally:
+        for path in job.partials():
+            path.unlink(missing_ok=True)
+
+
+def finish(ctx: Context, job: Job, counts: dict[str, Any]) -> BatchResult:
+    """The rejects (always whole), then the predictions only if the refused share is within bounds."""
+    if counts["rows"] == 0:
+        raise PipelineError(f"INPUT={job.input} holds a header and no rows to score")
+    job.partial(job.rejects).replace(job.rejects)
+    result = BatchResult(
+        version=job.version,
+        job_name=job.name,
+        input=str(job.input),
+        predictions=str(job.predictions),
+        rejects=str(job.rejects),
+        summary_file=str(job.summary),
+        **{
+            key: counts[key]
+            for key in ("rows", "scored", "rejected", "seconds", "drifted", "drift_judged", "violations", "reasons")
+        },
+    )
+    limit = ctx.config.batch.max_reject_share
+    share = result.rejected / result.rows
+    if share > limit:
+        raise PipelineError(
+            f"{result.rejected} of {result.rows} rows ({share:.1%}) were refused, more than "
+            f"[batch].max_reject_share = {limit:.1%}, so no predictions were written. "
+            f"Each refused row and why is in {job.rejects}; fix the data, or raise max_reject_share in mlops.toml"
+        )
+    job.partial(job.predictions).replace(job.predictions)
+    summary = {**result.__dict__, "rows_per_second": result.rows_per_second, **counts.get("aws", {})}
+    job.partial(job.summary).write_text(json.dumps(summary, indent=2))
+    job.partial(job.summary).replace(job.summary)
+    return result
+
+
+def run_locally(ctx: Context, job: Job) -> dict[str, Any]:
+    """ml/batch.py in a process of its own, on the model as SageMaker unpacks it."""
+    config, artifacts = ctx.config, ctx.backends.artifacts
+    model = ctx.backends.registry.get(job.version)
+    tarball = artifacts.get(model.package.model_uri, job.directory / "model.tar.gz")
+    extract(tarball, job.directory / "model")
     baseline = {
-        name: artifacts.get(uri, job_dir / "baseline" / f"{name}.json")
+        name: artifacts.get(uri, job.directory / "baseline" / f"{name}.json")
         for name, uri in baseline_uris(ctx, model).items()
     }
-    partial = {path: _temporary(path) for path in (predictions, rejects, summary_file)}
     batch = config.batch
     arguments = [
-        "--model-dir", str(job_dir / "model"),
-        "--input", str(input_path),
-        "--output", str(partial[predictions]),
-        "--rejects", str(partial[rejects]),
-        "--summary", str(partial[summary_file]),
+        "--model-dir", str(job.directory / "model"),
+        "--input", str(job.input),
+        "--output", str(job.partial(job.predictions)),
+        "--rejects", str(job.partial(job.rejects)),
+        "--summary", str(job.partial(job.summary)),
         "--statistics", str(baseline["statistics"]),
         "--constraints", str(baseline["constraints"]),
         "--max-payload-mb", str(batch.max_payload_mb),
@@ -118,56 +193,117 @@ def run(ctx: Context, input_path: Path, output: str | None = None) -> BatchResul
         "--drift-alpha", str(config.monitor.drift_alpha),
         "--min-rows", str(config.monitor.min_rows),
     ]  # fmt: skip
-    log = job_dir / "job.log"
-    try:
-        with ctx.progress(f"batch job {job_name}: v{version} scores {input_path}"), log.open("w") as handle:
-            code = subprocess.run(
-                [sys.executable, "-m", "ml.batch", *arguments],
-                cwd=PROJECT_ROOT,
-                stdout=handle,
-                stderr=handle,
-                check=False,
-            ).returncode
-        if code != 0:
-            lines = log.read_text(errors="replace").splitlines()
-            errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
-            if code == 2 and errors:
-                raise PipelineError(errors[-1])
-            raise PipelineError(
-                f"batch job {job_name} failed (exit {code}):\n" + "\n".join(lines[-LOG_TAIL:]) + f"\nFull log: {log}"
-            )
-        counts: dict[str, Any] = json.loads(partial[summary_file].read_text())
-        if counts["rows"] == 0:
-            raise PipelineError(f"INPUT={input_path} holds a header and no rows to score")
-        partial[rejects].replace(rejects)  # whole: every refused row, and why
-        result = BatchResult(
-            version=version,
-            job_name=job_name,
-            input=str(input_path),
-            predictions=str(predictions),
-            rejects=str(rejects),
-            summary_file=str(summary_file),
-            rows=counts["rows"],
-            scored=counts["scored"],
-            rejected=counts["rejected"],
-            seconds=counts["seconds"],
-            drifted=counts["drifted"],
-            drift_judged=counts["drift_judged"],
-            violations=counts["violations"],
-            reasons=counts["reasons"],
+    log = job.directory / "job.log"
+    with ctx.progress(f"batch job {job.name}: v{job.version} scores {job.input}"), log.open("w") as handle:
+        code = subprocess.run(
+            [sys.executable, "-m", "ml.batch", *arguments], cwd=PROJECT_ROOT, stdout=handle, stderr=handle, check=False
+        ).returncode
+    if code != 0:
+        lines = log.read_text(errors="replace").splitlines()
+        errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+        if code == 2 and errors:
+            raise PipelineError(errors[-1])
+        raise PipelineError(
+            f"batch job {job.name} failed (exit {code}):\n" + "\n".join(lines[-LOG_TAIL:]) + f"\nFull log: {log}"
         )
-        share = result.rejected / result.rows
-        if share > batch.max_reject_share:
-            raise PipelineError(
-                f"{result.rejected} of {result.rows} rows ({share:.1%}) were refused, more than "
-                f"[batch].max_reject_share = {batch.max_reject_share:.1%}, so no predictions were written. "
-                f"Each refused row and why is in {rejects}; fix the data, or raise max_reject_share in mlops.toml"
+    counts: dict[str, Any] = json.loads(job.partial(job.summary).read_text())
+    return counts
+
+
+def run_in_aws(ctx: Context, job: Job) -> dict[str, Any]:
+    """A Batch Transform job on the model the stack serves, fed and read back through S3.
+
+    The local file goes up without its header, each line led by its line number, which the job's
+    InputFilter leaves out of the request and JoinSource Input brings back into the answer; the
+    answers come back as the same predictions and rejects files as a local run writes.
+    """
+    from ml.backends.s3_artifacts import S3ArtifactStore
+    from ml.backends.sagemaker_batch import SageMakerBatchTransform, TransformSpec
+    from ml.stack_outputs import load_stack_outputs
+
+    config, backends = ctx.config, ctx.backends
+    outputs = load_stack_outputs(config)
+    if not outputs.model_name or outputs.model_version != str(job.version):
+        applied = f"v{outputs.model_version}" if outputs.model_version else "no model"
+        raise PipelineError(
+            f"the {config.env} stack's last `pulumi up` applied {applied}, and the desired state names "
+            f"v{job.version}: the transform job runs the model the stack manages. Let deploy.yml apply the "
+            f"desired state (or `make infra-up MLOPS_ENV={config.env}`), then `make stack-outputs MLOPS_ENV={config.env}`"
+        )
+    if not isinstance(backends.batch, SageMakerBatchTransform) or not isinstance(backends.artifacts, S3ArtifactStore):
+        raise PipelineError(f"MLOPS_ENV={config.env} has no Batch Transform backend")
+    contract = schema.for_config(config)
+    registered = backends.registry.get(job.version).package.lineage.get("schema_signature")
+    if registered and registered != contract.signature():
+        raise PipelineError(
+            f"v{job.version} was trained on another schema than {contract.path.name} now describes; "
+            "promote a version trained on this schema, or restore the schema it was trained on"
+        )
+    statistics, constraints = baseline_of(ctx, job.version)
+    drift = DriftCheck(statistics, constraints, contract.names)
+    batch = config.batch
+    limit = batch.max_payload_mb * 1024 * 1024
+    started = time.perf_counter()
+    job.directory.mkdir(parents=True, exist_ok=True)
+    upload = job.directory / f"{job.input.stem}.csv"
+    with (
+        job.input.open(newline="", encoding="utf-8") as source,
+        upload.open("w", encoding="utf-8", newline="") as sent,
+        job.partial(job.predictions).open("w", encoding="utf-8", newline="") as predictions,
+        job.partial(job.rejects).open("w", encoding="utf-8", newline="") as rejects,
+    ):
+        header = read_header(source)
+        try:
+            positions = feature_positions(header, contract.names, str(job.input))
+        except BatchInputError as error:
+            raise PipelineError(str(error)) from None
+        assembler = Assembler(predictions, rejects, batch.join_source, batch.output_filter)
+        assembler.header(header, prediction_columns(contract.task.value, list(contract.classes)))
+        lines = 0
+        for chunk in mini_batches(source, limit):
+            kept = []
+            for number, text in chunk:
+                values = csv_values(text)
+                reason = refused_before_scoring(values, text, len(header), limit)
+                if reason:
+                    assembler.refuse(number, values, reason)
+                    continue
+                sent.write(csv_text([str(number), *values]))
+                kept.append(values)
+            lines += len(kept)
+            drift.add(kept, positions)
+        sent.close()  # whole on disk before it goes up
+        if lines:
+            key = f"batch/{job.name}/input/{upload.name}"
+            spec = TransformSpec(
+                job_name=job.name,
+                model_name=outputs.model_name,
+                input_uri=backends.artifacts.put_at(upload, key),
+                output_uri=f"s3://{outputs.artifacts_bucket}/batch/{job.name}/output/",
+                capture_uri=f"s3://{outputs.artifacts_bucket}/batch-capture/{job.name}/",
+                kms_key_arn=outputs.kms_key_arn,
+                instance_type=batch.instance_type,
+                max_payload_mb=batch.max_payload_mb,
+                input_filter=f"$[{','.join(str(p + 1) for p in positions)}]",
+                environment={REJECT_ROWS: "1"},
+                tags={"project": config.project.resource_prefix, "environment": config.env},
+                max_runtime_seconds=config.train.max_runtime_seconds,
             )
-        partial[predictions].replace(predictions)
-        summary = {**result.__dict__, "rows_per_second": result.rows_per_second}
-        partial[summary_file].write_text(json.dumps(summary, indent=2))
-        partial[summary_file].replace(summary_file)
-        return result
-    finally:
-        for path in partial.values():
-            path.unlink(missing_ok=True)
+            with ctx.progress(f"transform job {job.name}: v{job.version} scores {job.input} in {config.env}"):
+                backends.batch.run(spec)
+            answers = backends.artifacts.get(f"{spec.output_uri}{upload.name}.out", job.directory / "answers.csv")
+            width = len(header)
+            with answers.open(newline="", encoding="utf-8") as handle:
+                for row in csv.reader(handle):
+                    number, values, prediction, reason = int(row[0]), row[1 : 1 + width], row[1 + width : -1], row[-1]
+                    if reason:
+                        assembler.refuse(number, values, reason)
+                    else:
+                        assembler.scored(values, prediction)
+        counts = assembler.counts()
+    return {
+        **counts,
+        "seconds": time.perf_counter() - started,
+        **drift.result(config.monitor.drift_alpha, config.monitor.min_rows),
+        "aws": {"transform_job": job.name, "model_name": outputs.model_name} if lines else {},
+    }

@@ -1,7 +1,7 @@
 """Runs the real container scripts when moto records a SageMaker job, so AWS-path tests use real models.
 
-moto accepts CreateTrainingJob and CreateProcessingJob and reports them Completed, but runs
-nothing. This emulator hooks the boto3 session's events: when a job is created, it downloads
+moto accepts CreateTrainingJob, CreateProcessingJob and CreateTransformJob and reports them
+Completed, but runs nothing. This emulator hooks the boto3 session's events: when a job is created, it downloads
 the job's inputs from (moto's) S3, runs the same train.py or evaluate.py the container would,
 with the SageMaker container contract, and uploads the outputs where SageMaker would put them.
 Tests can also make a job end Failed or Stopped, a state moto cannot reach on its own.
@@ -12,19 +12,39 @@ this process, where moto answers its calls, from the code files the job download
 
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 from moto.sagemaker.models import sagemaker_backends
 
+from ml import batch
 from ml.backends import job_preload
 from ml.backends.warm import ForkServer
+from ml.serving import Model, load_program
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """The transform job's Environment, as the container's process would have it."""
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @dataclass
@@ -39,8 +59,11 @@ class ContainerEmulator:
     session: Any
     region: str
     account: str
-    requests: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"training": [], "processing": []})
+    requests: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {"training": [], "processing": [], "transform": []}
+    )
     training_outcome: Outcome | None = None
+    transform_outcome: Outcome | None = None
     forks: ForkServer = field(default_factory=lambda: ForkServer(job_preload()))
     # True while the emulator plays a job: its calls are SageMaker's, made as the execution role.
     running_job: bool = False
@@ -76,12 +99,17 @@ class ContainerEmulator:
         self.session.events.register("after-call.sagemaker.CreateTrainingJob", self._run_training)
         self.session.events.register("before-parameter-build.sagemaker.CreateProcessingJob", self._remember_processing)
         self.session.events.register("after-call.sagemaker.CreateProcessingJob", self._run_processing)
+        self.session.events.register("before-parameter-build.sagemaker.CreateTransformJob", self._remember_transform)
+        self.session.events.register("after-call.sagemaker.CreateTransformJob", self._run_transform)
 
     def _remember_training(self, params: dict[str, Any], **_: Any) -> None:
         self.requests["training"].append(dict(params))
 
     def _remember_processing(self, params: dict[str, Any], **_: Any) -> None:
         self.requests["processing"].append(dict(params))
+
+    def _remember_transform(self, params: dict[str, Any], **_: Any) -> None:
+        self.requests["transform"].append(dict(params))
 
     def _download_prefix(self, uri: str, target: Path) -> None:
         s3 = self.session.client("s3")
@@ -111,6 +139,55 @@ class ContainerEmulator:
             self._process(**kwargs)
         finally:
             self.running_job = False
+
+    def _run_transform(self, **_: Any) -> None:
+        request = self.requests["transform"][-1]
+        if self.transform_outcome is not None:
+            job = sagemaker_backends[self.account][self.region].transform_jobs[request["TransformJobName"]]
+            job.transform_job_status = self.transform_outcome.status
+            job.failure_reason = self.transform_outcome.reason
+            return
+        self.running_job = True
+        try:
+            self._transform(request)
+        finally:
+            self.running_job = False
+
+    def _transform(self, request: dict[str, Any]) -> None:
+        """What Batch Transform does with the model's container: the model's own handlers, over the
+        input split by line (SplitType Line), its InputFilter applied, in MultiRecord mini-batches of
+        at most MaxPayloadInMB, each answer line joined to its input line (JoinSource Input,
+        AssembleWith Line) into <input object>.out under S3OutputPath."""
+        # SageMaker resolves the model itself: a session of its own, which the IAM recording does not see.
+        control = boto3.session.Session().client("sagemaker", region_name=self.region)
+        container = control.describe_model(ModelName=request["ModelName"])["PrimaryContainer"]
+        package = control.describe_model_package(ModelPackageName=container["ModelPackageName"])
+        model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        processing = request.get("DataProcessing", {})
+        select = batch.output_filter(processing.get("InputFilter", "$"))
+        limit = request["MaxPayloadInMB"] * 1024 * 1024
+        transform_input, output = request["TransformInput"], request["TransformOutput"]
+        with tempfile.TemporaryDirectory() as scratch, _environment(request.get("Environment", {})):
+            root = Path(scratch)
+            self._download_prefix(model_url, root / "tarball")
+            model_dir = root / "model"
+            with tarfile.open(next((root / "tarball").iterdir())) as archive:
+                archive.extractall(model_dir, filter="data")
+            model = Model(load_program(model_dir), model_dir)
+            self._download_prefix(transform_input["DataSource"]["S3DataSource"]["S3Uri"], root / "input")
+            for source in sorted(p for p in (root / "input").rglob("*") if p.is_file()):
+                answered = root / "output" / f"{source.name}.out"
+                answered.parent.mkdir(parents=True, exist_ok=True)
+                with source.open(newline="") as lines, answered.open("w") as out:
+                    for part in batch.mini_batches(lines, limit):
+                        body = "".join(batch.csv_text(select(batch.csv_values(text))) for _, text in part)
+                        payload, _ = model.invoke(body, transform_input["ContentType"], output["Accept"])
+                        answers = payload.decode().splitlines()
+                        assert len(answers) == len(part), "the model answered another number of lines"
+                        for (_, text), answer in zip(part, answers, strict=True):
+                            joined = f"{text},{answer}" if processing.get("JoinSource") == "Input" else answer
+                            out.write(joined + "\n")
+                self._upload(answered, f"{output['S3OutputPath'].rstrip('/')}/{answered.name}")
 
     def _train(self, **_: Any) -> None:
         request = self.requests["training"][-1]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import boto3
 import yaml
 
 from ml.__main__ import main
@@ -13,6 +15,7 @@ from tests.aws_fixtures import Account
 CONFIG = load_config()
 IMAGE_TAG = f"sagemaker-scikit-learn:{CONFIG.framework.sagemaker_image_version}-cpu-py3"
 STEPS = ("data", "train", "evaluate", "register", "promote")
+MODEL = f"{CONFIG.project.resource_prefix}-dev-model-0a1b2c"  # as Pulumi names it: the name, then a suffix
 
 
 def run_steps() -> None:
@@ -32,3 +35,19 @@ def packages(aws: Account) -> list[dict[str, Any]]:
 def desired_version(aws: Account) -> str:
     config = yaml.safe_load((aws.stack_dir / "Pulumi.dev.yaml").read_text())["config"]
     return str(config[f"{CONFIG.project.resource_prefix}:model_version"])
+
+
+def serve_in_stack(aws: Account, version: int) -> None:
+    """What `pulumi up` leaves after applying a promotion: the model, and the stack outputs naming it."""
+    # Pulumi's calls, not the pipeline's: a client of its own, which the IAM recording does not see.
+    control = boto3.session.Session().client("sagemaker", region_name=CONFIG.project.aws_region)
+    group = aws.outputs["model_package_group"]
+    listed = control.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    package = next(p for p in listed if p["ModelPackageVersion"] == version)
+    control.create_model(
+        ModelName=MODEL,
+        ExecutionRoleArn=aws.outputs["execution_role_arn"],
+        PrimaryContainer={"ModelPackageName": package["ModelPackageArn"]},
+    )
+    aws.outputs.update(model_name=MODEL, model_version=str(version))
+    (aws.stack_dir.parent / "dev.json").write_text(json.dumps(aws.outputs))  # MLOPS_STACK_OUTPUTS

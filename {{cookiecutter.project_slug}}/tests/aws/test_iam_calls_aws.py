@@ -16,9 +16,11 @@ import pytest
 import tests.infra.iam  # noqa: F401  (principalmapper's import shim)
 from infra.mocks import StackRun, run_stack
 from ml import names
+from ml.__main__ import main
 from tests.aws.iam_calls import REFUSAL_HANDLED, Call, Need, Recorder, needs_of
-from tests.aws.steps import CONFIG, run_steps
+from tests.aws.steps import CONFIG, run_steps, serve_in_stack
 from tests.aws_fixtures import Account
+from tests.data_factory import example_frame, write_csv
 from tests.infra.iam.evaluate import allowed, role
 
 pytestmark = pytest.mark.xdist_group("aws-iam-calls")
@@ -26,10 +28,12 @@ PREFIX, REGION, ACCOUNT = CONFIG.project.resource_prefix, CONFIG.project.aws_reg
 
 
 @pytest.fixture(scope="module")
-def recorded(aws_module: Account) -> tuple[Account, list[Call]]:
+def recorded(aws_module: Account, tmp_path_factory: pytest.TempPathFactory) -> tuple[Account, list[Call]]:
     recorder = Recorder()
     recorder.install(aws_module.session, aws_module.emulator)
     run_steps()
+    serve_in_stack(aws_module, 1)  # what deploy.yml's `pulumi up` leaves, then a batch on its model
+    assert main(["batch", "--input", str(write_csv(example_frame().head(80), tmp_path_factory.mktemp("batch")))]) == 0
     return aws_module, recorder.calls
 
 
@@ -73,6 +77,9 @@ def test_the_recording_saw_the_whole_pipeline(recorded: tuple[Account, list[Call
         ("sagemaker", "CreateModelPackage", False),
         ("s3", "PutObject", False),
         ("s3", "ListObjectsV2", True),  # SageMaker reading a job's inputs
+        ("sagemaker", "CreateTransformJob", False),  # make batch
+        ("sagemaker", "DescribeTransformJob", False),
+        ("s3", "PutObject", True),  # the transform job writing its answers
     ]:
         assert expected in operations, expected
 

@@ -57,7 +57,9 @@ def test_every_policy_passes(name: str, version: int | None) -> None:
 @pytest.mark.parametrize(("name", "version"), CASES)
 def test_outputs_are_the_contract_ml_reads(name: str, version: int | None) -> None:
     outputs = stack(name, version).outputs
-    expected = CONTRACT | ({"endpoint_name", "endpoint_config_name", "model_version"} if version else set())
+    expected = CONTRACT | (
+        {"endpoint_name", "endpoint_config_name", "model_version", "model_name"} if version else set()
+    )
     assert set(outputs) == expected
     assert outputs["data_bucket"] == names.bucket_name(PREFIX, name, "data", PROJECT.account(name))
     assert outputs["artifacts_bucket"] == names.bucket_name(PREFIX, name, "artifacts", PROJECT.account(name))

@@ -1,0 +1,162 @@
+"""`make batch` in AWS: a SageMaker Batch Transform job on the model the stack serves.
+
+moto plays the account and validates each request against botocore's model of the SageMaker API;
+tests/aws/emulator.py plays the transform job with the model's own handlers. botocore's Stubber
+checks the job's request field by field, and a failed job with its reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from ml.__main__ import main
+from ml.backends.sagemaker_batch import SageMakerBatchTransform, TransformSpec, transform_request
+from ml.errors import JobFailedError
+from tests.aws.emulator import Outcome
+from tests.aws.steps import CONFIG, MODEL, run_steps, serve_in_stack
+from tests.aws_fixtures import Account
+from tests.data_factory import example_frame, project_schema, write_csv
+
+pytestmark = pytest.mark.xdist_group("aws-batch")
+SCHEMA = project_schema()
+
+
+@pytest.fixture(scope="module")
+def served(aws_module: Account) -> Account:
+    run_steps()  # v1 trained, registered Approved and promoted in dev
+    serve_in_stack(aws_module, 1)
+    return aws_module
+
+
+def rows_of(path: Path) -> list[list[str]]:
+    return list(csv.reader(path.open(newline="")))
+
+
+def test_batch_in_aws_scores_with_the_stacks_model_and_writes_what_a_local_run_writes(
+    served: Account, tmp_path: Path
+) -> None:
+    frame = example_frame().sample(n=120, random_state=1)
+    source = write_csv(frame, tmp_path, "nightly.csv")
+    lines = source.read_text().splitlines()
+    lines[3] = ",".join(lines[3].split(",")[:-1])  # refused before it is sent: one value too few
+    source.write_text("\n".join(lines) + "\n")
+    assert main(["batch", "--input", str(source)]) == 0
+    request = served.emulator.requests["transform"][-1]
+    key = CONFIG.project.resource_prefix
+    assert request["ModelName"] == MODEL and request["TransformJobName"].startswith(f"{key}-dev-batch-")
+    assert request["Environment"] == {"MLOPS_REJECT_ROWS": "1"}
+    kms = served.outputs["kms_key_arn"]
+    assert request["TransformOutput"]["KmsKeyId"] == kms
+    assert request["TransformResources"]["VolumeKmsKeyId"] == kms
+    assert request["DataCaptureConfig"]["KmsKeyId"] == kms
+    assert (request["BatchStrategy"], request["MaxPayloadInMB"]) == ("MultiRecord", CONFIG.batch.max_payload_mb)
+    # The line number leads each uploaded line; the filter sends the features alone.
+    positions = [list(frame.columns).index(name) + 1 for name in SCHEMA.names]
+    assert request["DataProcessing"]["InputFilter"] == f"$[{','.join(map(str, positions))}]"
+    summary = json.loads((tmp_path / "nightly.batch.json").read_text())
+    assert (summary["version"], summary["transform_job"]) == (1, request["TransformJobName"])
+    assert (summary["rows"], summary["scored"], summary["rejected"]) == (120, 119, 1)
+    predictions = rows_of(tmp_path / "nightly.predictions.csv")
+    assert predictions[0][: len(frame.columns)] == list(frame.columns)
+    assert len(predictions) == 120 and all(row[len(frame.columns)] for row in predictions[1:])
+    rejects = rows_of(tmp_path / "nightly.rejects.csv")
+    assert [row[0] for row in rejects[1:]] == ["4"] and "values, the header" in rejects[1][-1]
+
+
+def test_rows_the_container_refuses_come_back_with_the_containers_reason(served: Account, tmp_path: Path) -> None:
+    frame = example_frame().sample(n=100, random_state=2).astype(object)
+    numeric = next(f.name for f in SCHEMA.features if f.kind.value == "numeric")
+    frame.iloc[5, list(frame.columns).index(numeric)] = "n/a"
+    source = write_csv(frame, tmp_path, "in.csv")
+    assert main(["batch", "--input", str(source)]) == 0
+    rejects = rows_of(tmp_path / "in.rejects.csv")
+    assert [row[0] for row in rejects[1:]] == ["7"]
+    assert f"for {numeric!r}, where a number belongs" in rejects[1][-1]
+
+
+def test_a_failed_transform_job_says_why_and_leaves_no_predictions(
+    served: Account, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")
+    monkeypatch.setattr(served.emulator, "transform_outcome", Outcome("Failed", "ClientError: out of memory"))
+    source = write_csv(example_frame().head(60), tmp_path, "in.csv")
+    assert main(["batch", "--input", str(source)]) == 1
+    assert "Failed: ClientError: out of memory" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_batch_refuses_when_the_stack_serves_another_version_than_the_desired_state(
+    served: Account, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")
+    outputs = served.stack_dir.parent / "dev.json"
+    before = outputs.read_text()
+    outputs.write_text(json.dumps({**served.outputs, "model_version": "7"}))
+    try:
+        source = write_csv(example_frame().head(60), tmp_path, "in.csv")
+        assert main(["batch", "--input", str(source)]) == 1
+    finally:
+        outputs.write_text(before)
+    assert "applied v7, and the desired state names v1" in capsys.readouterr().out
+
+
+# ---- the request, field by field, against botocore's model of the API ----
+
+
+def spec() -> TransformSpec:
+    return TransformSpec(
+        job_name="p-dev-batch-20261201-000000-0a1b",
+        model_name=MODEL,
+        input_uri="s3://artifacts/batch/p-dev-batch-20261201-000000-0a1b/input/in.csv",
+        output_uri="s3://artifacts/batch/p-dev-batch-20261201-000000-0a1b/output/",
+        capture_uri="s3://artifacts/batch-capture/p-dev-batch-20261201-000000-0a1b/",
+        kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/k",
+        instance_type="ml.m5.large",
+        max_payload_mb=6,
+        input_filter="$[1,2,3]",
+        environment={"MLOPS_REJECT_ROWS": "1"},
+        tags={"project": "p"},
+    )
+
+
+def stubbed(*statuses: dict[str, Any]) -> tuple[SageMakerBatchTransform, Stubber]:
+    client = boto3.client("sagemaker", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(client)
+    stubber.add_response("create_transform_job", {"TransformJobArn": "arn:x"}, transform_request(spec()))
+    for status in statuses:
+        stubber.add_response(
+            "describe_transform_job",
+            {
+                "TransformJobName": spec().job_name,
+                "TransformJobArn": "arn:x",
+                "ModelName": MODEL,
+                "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://a/b"}}},
+                "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+                "CreationTime": "2026-12-01T00:00:00Z",
+                **status,
+            },
+            {"TransformJobName": spec().job_name},
+        )
+    return SageMakerBatchTransform(client, poll_seconds=0), stubber
+
+
+def test_the_request_is_one_the_sagemaker_api_accepts_and_waits_for_completion() -> None:
+    runner, stubber = stubbed({"TransformJobStatus": "InProgress"}, {"TransformJobStatus": "Completed"})
+    with stubber:
+        assert runner.run(spec())["TransformJobStatus"] == "Completed"
+    stubber.assert_no_pending_responses()
+
+
+def test_a_failed_job_raises_with_its_failure_reason() -> None:
+    runner, stubber = stubbed(
+        {"TransformJobStatus": "Failed", "FailureReason": "AlgorithmError: model_fn could not load the model"}
+    )
+    with stubber, pytest.raises(JobFailedError, match="Failed: AlgorithmError: model_fn could not load the model"):
+        runner.run(spec())
