@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.batch_schedule import BatchSchedule, BatchScheduleArgs
 from infra.components.endpoint import Endpoint, EndpointArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.monitoring_job import MonitoringJob, MonitoringJobArgs
@@ -18,7 +19,7 @@ from infra.components.registry import Registry, RegistryArgs
 from infra.components.roles import Roles, RolesArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.settings import KEYS, StackSettings, parse, schedule_seconds
-from ml import names
+from ml import names, schema
 from ml.config import ProjectSection, load_config
 
 
@@ -226,6 +227,31 @@ def build(settings: StackSettings) -> dict[str, Any]:
                 pulumi.ResourceOptions(providers=[provider], depends_on=[endpoint]),
             )
             outputs["monitoring_pipeline"] = job.pipeline.pipeline_name
+        if settings.batch_scheduled and settings.batch_schedule and settings.batch_input:
+            ml_config = load_config()
+            nightly = BatchSchedule(
+                env,
+                BatchScheduleArgs(
+                    prefix=prefix,
+                    env=env,
+                    model_name=endpoint.model_name,
+                    model_version=settings.model_version,
+                    input_uri=settings.batch_input,
+                    features=len(schema.for_config(ml_config).names),
+                    execution_role_arn=roles.execution_role.arn,
+                    scheduler_role_arn=roles.scheduler_role.arn,
+                    kms_key_arn=storage.key.arn,
+                    artifacts_bucket=storage.artifacts_bucket.bucket,
+                    instance_type=ml_config.batch.instance_type,
+                    max_payload_mb=ml_config.batch.max_payload_mb,
+                    max_runtime_seconds=ml_config.train.max_runtime_seconds,
+                    schedule=settings.batch_schedule,
+                    alert_topic_arn=monitoring.alert_topic.arn,
+                    dead_letter_queue_arn=monitoring.dead_letter_queue.arn,
+                ),
+                pulumi.ResourceOptions(providers=[provider], depends_on=[endpoint]),
+            )
+            outputs["batch_pipeline"] = nightly.pipeline.pipeline_name
 
     outputs.update(
         {

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ml import names
 from ml.config import ProjectSection
 
 STACKS = ("dev", "staging", "prod")
@@ -47,6 +48,10 @@ KEYS: dict[str, str] = {
     "monitoring_evaluation": "the promoted model's evaluation.json in S3 (its registered metrics), written by `make promote`",
     "monitoring_model_created_at": "when the promoted model was registered (ISO 8601), written by `make promote`",
     "monitoring_schedule": "when the monitoring job runs: an EventBridge Scheduler expression, e.g. rate(1 hour)",
+    "batch_schedule": "when the nightly batch scores batch_input: an EventBridge Scheduler expression, e.g. "
+    "cron(0 2 * * ? *); empty or absent: no scheduled batch",
+    "batch_input": "the S3 prefix in this environment's data bucket where the files to score land (CSV lines, no "
+    "header, the schema's features first in its order), e.g. s3://<data bucket>/incoming/",
     "alert_emails": "addresses, comma-separated, subscribed to the environment's alert topic (beside budget_alert_email)",
     "github_dispatch_token": "a secret GitHub token that may send repository_dispatch "
     "(`pulumi config set --secret github_dispatch_token ...`); needed once monitoring is on",
@@ -106,6 +111,8 @@ class StackSettings(BaseModel):
     monitoring_evaluation: Annotated[str, Field(pattern=r"^s3://")] | None = None
     monitoring_model_created_at: str | None = None
     monitoring_schedule: Annotated[str, Field(pattern=SCHEDULE)] = "rate(1 hour)"
+    batch_schedule: Annotated[str, Field(pattern=SCHEDULE)] | None = None
+    batch_input: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]+/(\S+/)?$")] | None = None
     alert_emails: list[str] = Field(default_factory=list)
     github_dispatch_token: str | None = None
     budget_monthly_usd: Annotated[float, Field(gt=0)]
@@ -123,6 +130,8 @@ class StackSettings(BaseModel):
         "monitoring_evaluation",
         "monitoring_model_created_at",
         "github_dispatch_token",
+        "batch_schedule",
+        "batch_input",
         mode="before",
     )
     @classmethod
@@ -193,9 +202,24 @@ class StackSettings(BaseModel):
                 "capture and a baseline): `pulumi config set --secret github_dispatch_token <token>`, a "
                 "fine-grained token with Contents: read and write on the repository"
             )
+        if self.batch_schedule is not None:
+            self._batch_input()
         if self.stack != "dev":
             self._registry_source()
         return self
+
+    def _batch_input(self) -> None:
+        bucket = names.bucket_name(self.prefix, self.stack, "data", self.project.account(self.stack))
+        if self.batch_input is None:
+            raise ValueError(
+                f"batch_input is required with batch_schedule: the prefix where the files to score land, "
+                f"e.g. `pulumi config set batch_input s3://{bucket}/incoming/ --stack {self.stack}`"
+            )
+        if not self.batch_input.startswith(f"s3://{bucket}/"):
+            raise ValueError(
+                f"batch_input {self.batch_input} is outside this environment's data bucket {bucket}, which is all "
+                f"the transform job may read: use s3://{bucket}/<prefix>/"
+            )
 
     def _registry_source(self) -> None:
         """Staging and prod find dev's registry key through dev's state (one account) or their stack file."""
@@ -231,6 +255,11 @@ class StackSettings(BaseModel):
     @property
     def real_time(self) -> bool:
         return self.endpoint_type == "real-time"
+
+    @property
+    def batch_scheduled(self) -> bool:
+        """The nightly batch scores with the model the stack serves, so it needs one."""
+        return self.batch_schedule is not None and self.model_version is not None
 
     @property
     def monitored(self) -> bool:

@@ -114,10 +114,11 @@ class Roles(pulumi.ComponentResource):
             f"{name}-monitor-scheduler", names.scheduler_role_name(args.prefix, args.env), "scheduler.amazonaws.com",
             [
                 {
+                    # The monitoring schedule's pipeline, and the nightly batch's when a stack turns it on.
                     "Sid": "StartTheMonitoringPipeline",
                     "Effect": "Allow",
                     "Action": "sagemaker:StartPipelineExecution",
-                    "Resource": arn.monitor_pipeline,
+                    "Resource": [arn.monitor_pipeline, arn.batch_pipeline],
                 },
                 {
                     # Scheduler sends a schedule's dead letters as the schedule's role.
@@ -275,6 +276,18 @@ class Roles(pulumi.ComponentResource):
                     "sagemaker:AddTags",
                 ],
                 "Resource": arn.pipeline_jobs,
+            },
+            {
+                # The scheduled batch's pipeline (infra/components/batch_schedule.py) runs its transform job.
+                "Sid": "RunTheBatchPipeline",
+                "Effect": "Allow",
+                "Action": [
+                    "sagemaker:CreateTransformJob",
+                    "sagemaker:DescribeTransformJob",
+                    "sagemaker:StopTransformJob",
+                    "sagemaker:AddTags",
+                ],
+                "Resource": arn.pipeline_transform_jobs,
             },
             {
                 "Sid": "PassItselfToTheMonitoringJob",
@@ -469,7 +482,7 @@ class Roles(pulumi.ComponentResource):
                     "sagemaker:ListTags",
                     "sagemaker:DeleteTags",
                 ],
-                "Resource": arn.monitor_pipeline,
+                "Resource": [arn.monitor_pipeline, arn.batch_pipeline],
             },
             {
                 "Sid": "MonitoringSchedule",
@@ -480,7 +493,7 @@ class Roles(pulumi.ComponentResource):
                     "scheduler:UpdateSchedule",
                     "scheduler:DeleteSchedule",
                 ],
-                "Resource": arn.monitor_schedule,
+                "Resource": [arn.monitor_schedule, arn.batch_schedule],
             },
             {
                 "Sid": "AlarmsAndDashboard",
@@ -679,6 +692,9 @@ class _Arns:
         self.monitor_pipeline = f"arn:aws:sagemaker:{region}:{account}:pipeline/{scoped}-monitor"
         # SageMaker Pipelines name the jobs they start "pipelines-<execution>-<step>-<hash>".
         self.pipeline_jobs = f"arn:aws:sagemaker:{region}:{account}:processing-job/pipelines-*"
+        self.pipeline_transform_jobs = f"arn:aws:sagemaker:{region}:{account}:transform-job/pipelines-*"
+        self.batch_pipeline = f"arn:aws:sagemaker:{region}:{account}:pipeline/{scoped}-batch"
+        self.batch_schedule = f"arn:aws:scheduler:{region}:{account}:schedule/default/{scoped}-batch"
         self.retrain_destination = f"arn:aws:events:{region}:{account}:api-destination/{scoped}-retrain-dispatch/*"
         self.dead_letter_queue = f"arn:aws:sqs:{region}:{account}:{scoped}-dead-letters"
         self.monitor_schedule = f"arn:aws:scheduler:{region}:{account}:schedule/default/{scoped}-monitor"

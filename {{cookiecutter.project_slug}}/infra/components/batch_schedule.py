@@ -1,0 +1,153 @@
+"""The nightly batch in AWS: a Batch Transform job over a prefix of landed files, on a schedule.
+
+Why a SageMaker Pipeline started by EventBridge Scheduler (as the monitoring job), not a GitHub
+workflow on a schedule: the data lands in S3 and the scores belong there, so nothing needs to
+leave AWS or hold AWS credentials outside it; the job needs a name no job had before, which a
+schedule cannot make but a pipeline execution does; and Scheduler retries, sends what it cannot
+deliver to the environment's dead-letter queue, and a pipeline keeps the history of runs.
+
+The step is the same CreateTransformJob request `make batch` sends (ml/backends/sagemaker_batch.py):
+the model the stack serves, MLOPS_REJECT_ROWS=1 so a bad row is answered with its reason, KMS on
+volume, output and captured data. Its answers land beside the input, under <input>-predictions/
+<execution id>/. A failed run raises an alarm to the environment's alert topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from ml import names
+from ml.backends.sagemaker_batch import TransformSpec, transform_request
+from ml.batch import REJECT_ROWS
+
+STEP = "Batch"
+# SageMaker Pipelines' metrics (SageMaker guide, "Amazon SageMaker AI metrics in Amazon CloudWatch",
+# SageMaker pipelines metrics): one ExecutionFailed per failed execution, by PipelineName.
+PIPELINE_METRICS = "AWS/Sagemaker/ModelBuildingPipeline"
+
+
+@dataclass
+class BatchScheduleArgs:
+    prefix: str
+    env: str
+    model_name: pulumi.Input[str]
+    model_version: int
+    input_uri: str  # an S3 prefix of headerless CSV files, the schema's features first
+    features: int  # how many: the transform job's InputFilter keeps the first this many columns
+    execution_role_arn: pulumi.Input[str]
+    scheduler_role_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    artifacts_bucket: pulumi.Input[str]
+    instance_type: str
+    max_payload_mb: int
+    max_runtime_seconds: int
+    schedule: str
+    alert_topic_arn: pulumi.Input[str]
+    dead_letter_queue_arn: pulumi.Input[str]
+
+
+def output_uri(input_uri: str) -> str:
+    """Beside the input, never inside it (the next run would score the answers)."""
+    return f"{input_uri.rstrip('/')}-predictions"
+
+
+class BatchSchedule(pulumi.ComponentResource):
+    pipeline: aws.sagemaker.Pipeline
+    schedule: aws.scheduler.Schedule
+    alarm: aws.cloudwatch.MetricAlarm
+
+    def __init__(self, name: str, args: BatchScheduleArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:batch:BatchSchedule", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        scoped = f"{args.prefix}-{args.env}"
+        self.pipeline = aws.sagemaker.Pipeline(
+            f"{name}-batch-pipeline",
+            pipeline_name=f"{scoped}-batch",
+            pipeline_display_name=f"{scoped}-batch",
+            pipeline_description=f"Scores {args.input_uri} with {args.env}'s model v{args.model_version}",
+            role_arn=args.execution_role_arn,
+            pipeline_definition=pulumi.Output.json_dumps(definition(args)),
+            opts=child,
+        )
+        self.schedule = aws.scheduler.Schedule(
+            f"{name}-batch-schedule",
+            name=f"{scoped}-batch",
+            description="Starts the batch pipeline",
+            schedule_expression=args.schedule,
+            flexible_time_window={"mode": "OFF"},
+            target={
+                "arn": self.pipeline.arn,
+                "role_arn": args.scheduler_role_arn,
+                "sagemaker_pipeline_parameters": {},
+                "dead_letter_config": {"arn": args.dead_letter_queue_arn},
+                "retry_policy": {"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
+            },
+            opts=child,
+        )
+        self.alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-batch-failed",
+            name=names.alarm_name(args.prefix, args.env, "batch-failed"),
+            alarm_description=f"the scheduled batch over {args.input_uri} failed ({args.env}, model v{args.model_version})",
+            namespace=PIPELINE_METRICS,
+            metric_name="ExecutionFailed",
+            dimensions={"PipelineName": f"{scoped}-batch"},
+            statistic="Sum",
+            period=3600,
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",  # no failed execution, no data
+            alarm_actions=[args.alert_topic_arn],
+            ok_actions=[args.alert_topic_arn],
+            opts=child,
+        )
+        self.register_outputs({"batch_pipeline": self.pipeline.pipeline_name, "batch_alarm": self.alarm.name})
+
+
+def definition(args: BatchScheduleArgs) -> dict[str, Any]:
+    """The SageMaker Pipelines definition (schema 2020-12-01): one transform step."""
+    spec = TransformSpec(
+        job_name="",  # SageMaker Pipelines names the job
+        model_name="",
+        input_uri=args.input_uri,
+        output_uri="",
+        capture_uri="",
+        kms_key_arn="",
+        instance_type=args.instance_type,
+        max_payload_mb=args.max_payload_mb,
+        input_filter=f"$[{','.join(str(i) for i in range(args.features))}]",
+        environment={REJECT_ROWS: "1"},
+        max_runtime_seconds=args.max_runtime_seconds,
+    )
+    request: dict[str, Any] = transform_request(spec)
+    del request["TransformJobName"], request["Tags"]  # the pipeline's own; tags come from its defaults
+    per_run = {"Get": "Execution.PipelineExecutionId"}  # one folder per run
+    request["ModelName"] = args.model_name
+    request["TransformOutput"]["S3OutputPath"] = {
+        "Std:Join": {"On": "/", "Values": [output_uri(args.input_uri), per_run]}
+    }
+    request["TransformOutput"]["KmsKeyId"] = args.kms_key_arn
+    request["TransformResources"]["VolumeKmsKeyId"] = args.kms_key_arn
+    request["DataCaptureConfig"] = {
+        "DestinationS3Uri": {
+            "Std:Join": {
+                "On": "/",
+                "Values": [
+                    pulumi.Output.concat("s3://", args.artifacts_bucket, "/batch-capture/", args.prefix, "-", args.env),
+                    per_run,
+                ],
+            }
+        },
+        "KmsKeyId": args.kms_key_arn,
+        "GenerateInferenceId": True,
+    }
+    return {
+        "Version": "2020-12-01",
+        "Metadata": {},
+        "Parameters": [],
+        "Steps": [{"Name": STEP, "Type": "Transform", "Arguments": request}],
+    }

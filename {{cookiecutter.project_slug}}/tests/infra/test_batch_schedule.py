@@ -1,0 +1,148 @@
+"""The nightly batch under Pulumi's mocks: the transform step, its schedule, its alarm and their roles.
+
+The step is validated against botocore's model of CreateTransformJob, as SageMaker Pipelines hands
+it on; the roles' grants are read from the policies the program declares.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.session import get_session
+from botocore.validate import ParamValidator
+
+from infra.components import batch_schedule
+from infra.mocks import StackRun, run_stack
+from infra.settings import StackConfigError
+from ml import names, schema
+from ml.config import load_config
+from tests.infra.test_monitoring_job import MONITORED, allows, policy_of, resolved
+
+CONFIG = load_config()
+PROJECT = CONFIG.project
+PREFIX, REGION = PROJECT.resource_prefix, PROJECT.aws_region
+DATA = names.bucket_name(PREFIX, "prod", "data", PROJECT.account("prod"))
+NIGHTLY = {**MONITORED, "batch_schedule": "cron(0 2 * * ? *)", "batch_input": f"s3://{DATA}/incoming/"}
+PIPELINE = "aws:sagemaker/pipeline:Pipeline"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+
+
+@pytest.fixture(scope="module")
+def nightly() -> StackRun:
+    return run_stack("prod", NIGHTLY)
+
+
+def batch_pipeline(run: StackRun) -> Any:
+    [pipeline] = [p for p in run.of_type(PIPELINE) if p.inputs["pipelineName"] == f"{PREFIX}-prod-batch"]
+    return pipeline
+
+
+def step_of(run: StackRun) -> dict[str, Any]:
+    [step] = json.loads(batch_pipeline(run).inputs["pipelineDefinition"])["Steps"]
+    return dict(step)
+
+
+def transform_request(run: StackRun) -> dict[str, Any]:
+    """The step's arguments as SageMaker Pipelines sends them: the functions evaluated, the job named."""
+    return {"TransformJobName": "pipelines-exec1-Batch-a1b2c3", **resolved(step_of(run)["Arguments"])}
+
+
+def test_the_step_is_a_create_transform_job_request_botocore_accepts(nightly: StackRun) -> None:
+    step = step_of(nightly)
+    assert (step["Name"], step["Type"]) == (batch_schedule.STEP, "Transform")
+    operation = get_session().get_service_model("sagemaker").operation_model("CreateTransformJob")
+    report = ParamValidator().validate(transform_request(nightly), operation.input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def test_the_step_scores_with_the_stacks_model_the_way_make_batch_does(nightly: StackRun) -> None:
+    request = transform_request(nightly)
+    model = nightly.one("aws:sagemaker/model:Model")
+    assert request["ModelName"] == model.inputs["name"] == nightly.outputs["model_name"]
+    assert request["Environment"] == {"MLOPS_REJECT_ROWS": "1"}
+    assert (request["BatchStrategy"], request["MaxPayloadInMB"]) == ("MultiRecord", CONFIG.batch.max_payload_mb)
+    features = len(schema.for_config(CONFIG).names)
+    assert request["DataProcessing"] == {
+        "InputFilter": f"$[{','.join(map(str, range(features)))}]",
+        "JoinSource": "Input",
+        "OutputFilter": "$",
+    }
+    assert request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == NIGHTLY["batch_input"]
+    # Beside the input, one folder per run: never inside it, where the next run would score the answers.
+    assert request["TransformOutput"]["S3OutputPath"] == f"s3://{DATA}/incoming-predictions/exec-1"
+    key = nightly.outputs["kms_key_arn"]
+    assert request["TransformOutput"]["KmsKeyId"] == request["TransformResources"]["VolumeKmsKeyId"] == key
+    assert request["DataCaptureConfig"]["KmsKeyId"] == key
+    assert request["DataCaptureConfig"]["DestinationS3Uri"].startswith(f"s3://{nightly.outputs['artifacts_bucket']}/")
+    assert batch_pipeline(nightly).inputs["roleArn"] == nightly.outputs["execution_role_arn"]
+
+
+def test_the_schedule_starts_the_batch_pipeline_as_the_scheduler_role(nightly: StackRun) -> None:
+    [schedule] = [s.inputs for s in nightly.of_type(SCHEDULE) if s.inputs["name"] == f"{PREFIX}-prod-batch"]
+    assert schedule["scheduleExpression"] == NIGHTLY["batch_schedule"]
+    target = schedule["target"]
+    pipeline = batch_pipeline(nightly).inputs["arn"]
+    assert target["arn"] == pipeline
+    assert target["roleArn"] == nightly.one("aws:iam/role:Role", "prod-monitor-scheduler").inputs["arn"]
+    assert target["deadLetterConfig"] == {"arn": nightly.one("aws:sqs/queue:Queue").inputs["arn"]}
+    assert allows(policy_of(nightly, "prod-monitor-scheduler-policy"), "sagemaker:StartPipelineExecution", pipeline)
+
+
+def test_the_execution_role_may_run_the_pipelines_transform_job(nightly: StackRun) -> None:
+    statements = policy_of(nightly, "prod-sagemaker-execution-policy")
+    job = f"arn:aws:sagemaker:{REGION}:{PROJECT.account('prod')}:transform-job/pipelines-exec1-batch-a1b2c3"
+    for action in ("CreateTransformJob", "DescribeTransformJob", "StopTransformJob", "AddTags"):
+        assert allows(statements, f"sagemaker:{action}", job), action
+    for bucket in (DATA, nightly.outputs["artifacts_bucket"]):  # reads the input, writes answers and capture
+        for action in ("s3:GetObject", "s3:PutObject"):
+            assert allows(statements, action, f"arn:aws:s3:::{bucket}/incoming/x.csv"), (action, bucket)
+
+
+def test_a_failed_run_raises_an_alarm_to_the_alert_topic(nightly: StackRun) -> None:
+    [alarm] = [a.inputs for a in nightly.of_type(ALARM) if a.inputs["name"].endswith("-batch-failed")]
+    assert (alarm["namespace"], alarm["metricName"]) == (batch_schedule.PIPELINE_METRICS, "ExecutionFailed")
+    assert alarm["dimensions"] == {"PipelineName": f"{PREFIX}-prod-batch"}
+    assert alarm["alarmActions"] == [nightly.one("aws:sns/topic:Topic").inputs["arn"]]
+
+
+def test_the_deploy_role_may_create_and_update_the_batch_pipeline_and_schedule(nightly: StackRun) -> None:
+    statements = policy_of(nightly, "prod-github-deploy-policy")
+    pipeline = batch_pipeline(nightly).inputs["arn"]
+    for action in ("CreatePipeline", "UpdatePipeline", "DescribePipeline", "DeletePipeline", "AddTags"):
+        assert allows(statements, f"sagemaker:{action}", pipeline), action
+    [schedule] = [s.inputs["arn"] for s in nightly.of_type(SCHEDULE) if s.inputs["name"] == f"{PREFIX}-prod-batch"]
+    for action in ("CreateSchedule", "GetSchedule", "UpdateSchedule", "DeleteSchedule"):
+        assert allows(statements, f"scheduler:{action}", schedule), action
+    [alarm] = [a.inputs["arn"] for a in nightly.of_type(ALARM) if a.inputs["name"].endswith("-batch-failed")]
+    assert allows(statements, "cloudwatch:PutMetricAlarm", alarm)
+    assert nightly.outputs["batch_pipeline"] == f"{PREFIX}-prod-batch"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"batch_schedule": None, "batch_input": None}, {"model_version": None}],
+    ids=["not-scheduled", "no-model"],
+)
+def test_no_batch_pipeline_unless_scheduled_with_a_model(changes: dict[str, Any]) -> None:
+    run = run_stack("prod", {**NIGHTLY, **changes})
+    assert not [p for p in run.of_type(PIPELINE) if p.inputs["pipelineName"].endswith("-batch")]
+    assert not [s for s in run.of_type(SCHEDULE) if s.inputs["name"].endswith("-batch")]
+    assert "batch_pipeline" not in run.outputs
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"batch_input": None}, "batch_input is required with batch_schedule"),
+        ({"batch_input": "s3://someone-elses-bucket/in/"}, "outside this environment's data bucket"),
+        ({"batch_input": f"s3://{DATA}/incoming"}, "batch_input"),  # a prefix ends with /
+        ({"batch_schedule": "nightly"}, "batch_schedule"),
+    ],
+    ids=["no-input", "other-bucket", "not-a-prefix", "bad-expression"],
+)
+def test_a_bad_batch_setting_is_refused_by_name(changes: dict[str, Any], problem: str) -> None:
+    with pytest.raises(StackConfigError, match=problem):
+        run_stack("prod", {**NIGHTLY, **changes})
