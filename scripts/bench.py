@@ -6,6 +6,7 @@
 - the floor, timed in the same session: the raw `train.py` in a fresh interpreter plus the
   model server's start until `/ping` answers; the cold pipeline is judged against it;
 - the unchanged re-run;
+- `make batch` over 1x, 10x and 100x the example data: rows per second and peak memory;
 - the generated `make test`, with mypy's cache cold and then warm.
 
 Prints a table with each target beside its figure and writes everything to JSON.
@@ -218,6 +219,31 @@ def load(
     }
 
 
+def measure_batch(project: Baked, env: dict[str, str], directory: Path) -> dict[str, Any]:
+    """`make batch` over 1x, 10x and 100x the example data: rows per second and the scoring process's peak memory."""
+    lines = project.read("data/breast_cancer.csv").splitlines()
+    header, rows = lines[0], lines[1:]
+    directory.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    for times in (1, 10, 100):
+        source = directory / f"example-{times}x.csv"
+        with source.open("w") as handle:  # written a copy at a time: the file is never whole in memory here
+            handle.write(header + "\n")
+            for _ in range(times):
+                handle.write("\n".join(rows) + "\n")
+        wall = timed(project, env, "make", "batch", f"INPUT={source}")
+        summary = json.loads((directory / f"example-{times}x.batch.json").read_text())
+        figures[f"{times}x"] = {
+            "rows": summary["rows"],
+            "file_mb": round(source.stat().st_size / 1e6, 1),
+            "scoring_seconds": round(summary["seconds"], 2),
+            "rows_per_second": round(summary["rows_per_second"]),
+            "peak_memory_mb": summary["peak_memory_mb"],
+            "make_batch_seconds": round(wall, 2),
+        }
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=Path("bench.json"))
@@ -272,6 +298,8 @@ def main() -> None:
                     baked.run_check("make", "deploy", env=env),
                 ),
             )
+        with console.status("make batch over 1x, 10x and 100x the example data"):
+            batch = measure_batch(baked, env, args.workdir / "batch")
     finally:
         baked.run("make", "stop", env=env)
 
@@ -305,6 +333,7 @@ def main() -> None:
         "make_test_result": passed.strip("= "),
         "load_burst": burst,
         "load_during_version_switch": switch,
+        "batch": batch,
     }
     report = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -355,6 +384,13 @@ def main() -> None:
         f"{switch['requests']} requests, {switch['errors']} dropped; p99 {switch['p99_ms']} ms",
         "0 dropped",
     )
+    for size, run in batch.items():
+        table.add_row(
+            f"make batch, {size} the example ({run['rows']:,} rows, {run['file_mb']} MB)",
+            f"{run['rows_per_second']:,} rows/s ({run['scoring_seconds']:.2f} s scoring, "
+            f"{run['make_batch_seconds']:.2f} s in all); peak {run['peak_memory_mb']:.0f} MB",
+            "peak set by one mini-batch, not the file",
+        )
     console.print(table)
     console.print(f"wrote {args.output}")
 

@@ -526,6 +526,8 @@ def cmd_batch(ctx: Context, args: argparse.Namespace) -> int:
     table.add_row("model", f"v{result.version} ({ctx.backends.registry.group})")
     table.add_row("rows", f"{result.rows:,}: {result.scored:,} scored, {result.rejected:,} refused")
     table.add_row("time", f"{result.seconds:.2f} s, {result.rows_per_second:,.0f} rows/s")
+    if result.peak_memory_mb:
+        table.add_row("memory", f"{result.peak_memory_mb:,.0f} MB at most (a mini-batch at a time)")
     for reason, count in result.reasons.items():
         table.add_row("refused", f"{count:,} row(s): {reason}")
     if not result.drift_judged:

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import resource
 import sys
 import time
 from collections import Counter
@@ -114,6 +115,12 @@ def mini_batches(handle: TextIO, limit: int) -> Iterator[list[tuple[int, str]]]:
         size += length
     if batch:
         yield batch
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory: the model, the libraries and one mini-batch, whatever the file."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
 
 
 def feature_positions(header: list[str], features: list[str], source: str) -> list[int]:
@@ -241,6 +248,7 @@ class Transform:
             **counts,
             "mini_batches": self.batches,
             "seconds": time.perf_counter() - started,
+            "peak_memory_mb": peak_memory_mb(),
             **self.drift.result(self.args.drift_alpha, self.args.min_rows),
         }
 

@@ -62,6 +62,7 @@ class BatchResult:
     drift_judged: bool = False
     violations: list[dict[str, str]] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    peak_memory_mb: float = 0.0  # the local transform process's; 0 in AWS (the job's is in CloudWatch)
 
     @property
     def rows_per_second(self) -> float:
@@ -148,6 +149,7 @@ def finish(ctx: Context, job: Job, counts: dict[str, Any]) -> BatchResult:
         predictions=str(job.predictions),
         rejects=str(job.rejects),
         summary_file=str(job.summary),
+        peak_memory_mb=counts.get("peak_memory_mb", 0.0),
         **{
             key: counts[key]
             for key in ("rows", "scored", "rejected", "seconds", "drifted", "drift_judged", "violations", "reasons")
