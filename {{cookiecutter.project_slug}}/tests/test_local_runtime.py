@@ -351,7 +351,11 @@ def test_an_interrupted_deploy_leaves_no_server_behind(state: Path) -> None:
 def test_a_job_dies_with_a_killed_pipeline(state: Path, tmp_path: Path) -> None:
     marker = tmp_path / "job.pid"
     code = tmp_path / "slow_train.py"
-    code.write_text(f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
+    # Written whole, then renamed: the test reads it as soon as it exists.
+    code.write_text(
+        f"import os, time\nopen({str(marker)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+        f"os.replace({str(marker)!r} + '.tmp', {str(marker)!r})\ntime.sleep(60)\n"
+    )
     driver = tmp_path / "driver.py"
     driver.write_text(
         "import sys\nfrom pathlib import Path\n"
