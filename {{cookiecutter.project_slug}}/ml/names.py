@@ -57,6 +57,11 @@ def deploy_role_name(prefix: str, env: str) -> str:
     return _checked(f"{prefix}-{env}-github-deploy", None, IAM_ROLE_MAX)
 
 
+def preview_role_name(prefix: str, env: str) -> str:
+    """The read-only role pull-request previews and prod's plan assume: `pulumi preview`, never `up`."""
+    return _checked(f"{prefix}-{env}-github-preview", None, IAM_ROLE_MAX)
+
+
 # GitHub environments that hold each stack's deploy role. prod deploys from `production`, whose
 # required reviewers gate every prod change; the deploy role trusts only that environment.
 GITHUB_ENVIRONMENTS = {"dev": "dev", "staging": "staging", "prod": "production"}

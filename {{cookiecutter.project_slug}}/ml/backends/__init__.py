@@ -9,6 +9,7 @@ from pathlib import Path
 from ml import lineage, names
 from ml.backends.base import ArtifactStore, DesiredState, Endpoint, JobRunner, ModelRegistry
 from ml.backends.desired_state import StackConfigFile
+from ml.backends.job_ledger import JobLedger
 from ml.backends.local_artifacts import LocalArtifactStore
 from ml.backends.local_endpoint import LocalEndpoint
 from ml.backends.local_jobs import LocalJobRunner
@@ -71,6 +72,11 @@ def local_backends(config: Config) -> Backends:
     )
 
 
+def job_ledger(config: Config) -> JobLedger:
+    """Where this workspace records the cloud jobs it starts (`make stop-jobs` reads it)."""
+    return JobLedger(config.state_dir / "jobs-started" / f"{config.env}.jsonl")
+
+
 def stack_file(config: Config, env: str) -> StackConfigFile:
     """The desired-state file of an AWS environment: its committed Pulumi stack config."""
     directory = Path(os.environ.get("MLOPS_STACK_DIR") or PROJECT_ROOT / "infra")
@@ -114,7 +120,14 @@ def aws_backends(config: Config) -> Backends:
             sagemaker, outputs.model_package_group, artifacts, image_uri, outputs.region, config.project.aws_account_id
         ),
         jobs=SageMakerJobRunner(
-            session, sagemaker, artifacts, outputs, image_uri, config.aws.instance_type, config.aws.managed_spot
+            session,
+            sagemaker,
+            artifacts,
+            outputs,
+            image_uri,
+            config.aws.instance_type,
+            config.aws.managed_spot,
+            ledger=job_ledger(config),
         ),
         endpoint=SageMakerEndpoint(
             sagemaker,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ml import atomic, schema
+from ml import atomic, data_source, schema
 from ml.context import Context
 from ml.errors import DataValidationError
 from ml.hashing import combine, file_sha256, json_sha256
@@ -39,16 +39,6 @@ class DataResult:
     reused: bool = False
 
 
-def source_path(source: str, root: Path) -> Path:
-    """The data file [data].source names, relative to mlops.toml."""
-    path = (root / source).resolve()
-    if not path.is_file():
-        raise DataValidationError(
-            f"[data].source {source!r} does not exist (looked for {path}); fix the path in mlops.toml"
-        )
-    return path
-
-
 def load_csv(path: Path) -> pd.DataFrame:
     import pandas as pd
 
@@ -66,7 +56,7 @@ def load_csv(path: Path) -> pd.DataFrame:
 def cache_key(ctx: Context) -> str:
     """Everything that determines the validated split, hashed without reading the data with pandas."""
     config = ctx.config
-    identity = file_sha256(source_path(config.data.source, config.root))
+    identity = data_source.resolve(ctx).identity  # a file's hash, or its parts': follows the content
     schema_dir = Path(schema.__file__).parent
     code = [file_sha256(path) for path in (Path(__file__), schema_dir / "schema.py", schema_dir / "validation.py")]
     return json_sha256([identity, config.data.model_dump(), code])
@@ -126,7 +116,7 @@ def _validate_and_split(ctx: Context) -> DataResult:
     from ml import validation
 
     config = ctx.config
-    raw = source_path(config.data.source, config.root)
+    raw = data_source.local_copy(ctx, data_source.resolve(ctx))
     frame = load_csv(raw)
     report = validation.validate(frame, str(raw))
     columns = [*schema.FEATURES, schema.LABEL]

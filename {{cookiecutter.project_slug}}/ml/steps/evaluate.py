@@ -29,6 +29,7 @@ class EvaluationResult:
     passed: bool
     checks: list[dict[str, Any]]
     report_dir: str
+    reused_version: int | None = None  # an unchanged model: its registered evaluation stands (ml/reuse.py)
 
 
 def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResult:
