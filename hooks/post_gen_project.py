@@ -8,17 +8,15 @@ import sys
 from pathlib import Path
 
 PROJECT = Path.cwd()
-SLUG = {{ cookiecutter.project_slug | tojson }}
-ACCOUNT = {{ cookiecutter.aws_account_id | tojson }}
+SLUG = {{cookiecutter.project_slug | tojson}}
+ACCOUNT = {{cookiecutter.aws_account_id | tojson}}
 PLACEHOLDER_ACCOUNT = "123456789012"
 
 
 def init_git() -> str:
     if shutil.which("git") is None:
         return "git is not installed: lineage will record git_sha=unknown until you add it."
-    inside = subprocess.run(
-        ["git", "rev-parse", "--is-inside-work-tree"], cwd=PROJECT, capture_output=True, text=True
-    )
+    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=PROJECT, capture_output=True, text=True)
     if inside.returncode == 0:
         return "the project sits inside an existing git repository; left it as it is."
     subprocess.run(["git", "init", "--quiet", "--initial-branch=main"], cwd=PROJECT, check=True)

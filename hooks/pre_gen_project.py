@@ -11,32 +11,59 @@ import re
 import sys
 
 ANSWERS = {
-    "project_name": {{ cookiecutter.project_name | tojson }},
-    "project_slug": {{ cookiecutter.project_slug | tojson }},
-    "resource_prefix": {{ cookiecutter.__resource_prefix | tojson }},
-    "github_repository": {{ cookiecutter.github_repository | tojson }},
-    "aws_region": {{ cookiecutter.aws_region | tojson }},
-    "aws_account_id": {{ cookiecutter.aws_account_id | tojson }},
-    "python_version": {{ cookiecutter.python_version | tojson }},
-    "staging_endpoint_type": {{ cookiecutter.staging_endpoint_type | tojson }},
-    "prod_endpoint_type": {{ cookiecutter.prod_endpoint_type | tojson }},
+    "project_name": {{cookiecutter.project_name | tojson}},
+    "project_slug": {{cookiecutter.project_slug | tojson}},
+    "resource_prefix": {{cookiecutter.__resource_prefix | tojson}},
+    "github_repository": {{cookiecutter.github_repository | tojson}},
+    "aws_region": {{cookiecutter.aws_region | tojson}},
+    "aws_account_id": {{cookiecutter.aws_account_id | tojson}},
+    "account_layout": {{cookiecutter.account_layout | tojson}},
+    "staging_aws_account_id": {{cookiecutter.staging_aws_account_id | tojson}},
+    "prod_aws_account_id": {{cookiecutter.prod_aws_account_id | tojson}},
+    "python_version": {{cookiecutter.python_version | tojson}},
+    "staging_endpoint_type": {{cookiecutter.staging_endpoint_type | tojson}},
+    "prod_endpoint_type": {{cookiecutter.prod_endpoint_type | tojson}},
 }
 
 # Commercial-partition regions where the SageMaker scikit-learn image this project
 # pins is published (sagemaker-core image_uri_config/sklearn.json). GovCloud, China
 # and ISO regions use another ARN partition, which the IAM policies here do not model.
 SUPPORTED_REGIONS = (
-    "af-south-1", "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
-    "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
-    "ap-southeast-4", "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2",
-    "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3",
-    "il-central-1", "me-central-1", "me-south-1", "sa-east-1", "us-east-1",
-    "us-east-2", "us-west-1", "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
 )
 # Only versions the template's CI proves: it bakes every combination and runs each
 # project's own `make test`, on an interpreter it can install from the package registries.
 SUPPORTED_PYTHON = ("3.11",)
 ENDPOINT_TYPES = ("serverless", "real-time")
+ACCOUNT_LAYOUTS = ("single", "per-environment")
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 # The longest names generated from the prefix, per AWS limit. ml/names.py builds
@@ -105,8 +132,7 @@ def check_github_repository(value: str) -> list[str]:
     else:
         if not GITHUB_OWNER_RE.match(owner):
             problems.append(
-                f"owner {owner!r} must be 1-39 letters, digits or single hyphens, "
-                "not starting or ending with a hyphen"
+                f"owner {owner!r} must be 1-39 letters, digits or single hyphens, not starting or ending with a hyphen"
             )
         if not GITHUB_REPO_RE.match(repo) or repo in {".", ".."}:
             problems.append(f"repo {repo!r} must be 1-100 letters, digits, '.', '-' or '_'")
@@ -130,14 +156,33 @@ def check_region(region: str) -> list[str]:
     ]
 
 
-def check_account(account: str) -> list[str]:
+def check_account(account: str, key: str = "aws_account_id") -> list[str]:
     if ACCOUNT_RE.match(account):
         return []
     return [
-        f"aws_account_id {account!r} is invalid: it must be exactly 12 digits, "
+        f"{key} {account!r} is invalid: it must be exactly 12 digits, "
         "as printed by 'aws sts get-caller-identity --query Account --output text'. "
         "Keep leading zeros."
     ]
+
+
+def check_account_layout(answers: dict[str, str]) -> list[str]:
+    layout = answers["account_layout"]
+    if layout not in ACCOUNT_LAYOUTS:
+        return [f"account_layout {layout!r} is not supported: choose one of {', '.join(ACCOUNT_LAYOUTS)}."]
+    if layout == "single":
+        return []  # staging_aws_account_id and prod_aws_account_id are not used
+    errors = []
+    for env in ("staging", "prod"):
+        errors += check_account(answers[f"{env}_aws_account_id"], f"{env}_aws_account_id")
+    accounts = [answers["aws_account_id"], answers["staging_aws_account_id"], answers["prod_aws_account_id"]]
+    if not errors and len(set(accounts)) != 3:
+        errors.append(
+            "account_layout per-environment needs three different accounts: aws_account_id (dev), "
+            f"staging_aws_account_id and prod_aws_account_id are {', '.join(accounts)}. "
+            "Use account_layout=single to keep every environment in one account."
+        )
+    return errors
 
 
 def check_choices(answers: dict[str, str]) -> list[str]:
@@ -151,9 +196,7 @@ def check_choices(answers: dict[str, str]) -> list[str]:
     for env in ("staging", "prod"):
         key = f"{env}_endpoint_type"
         if answers[key] not in ENDPOINT_TYPES:
-            errors.append(
-                f"{key} {answers[key]!r} is not supported: choose one of {', '.join(ENDPOINT_TYPES)}."
-            )
+            errors.append(f"{key} {answers[key]!r} is not supported: choose one of {', '.join(ENDPOINT_TYPES)}.")
     return errors
 
 
@@ -165,6 +208,7 @@ def validate(answers: dict[str, str]) -> list[str]:
     errors += check_github_repository(answers["github_repository"])
     errors += check_region(answers["aws_region"])
     errors += check_account(answers["aws_account_id"])
+    errors += check_account_layout(answers)
     errors += check_choices(answers)
     return errors
 

@@ -28,10 +28,27 @@ def test_answers_land_in_the_one_config_file(bake_in: Bake) -> None:
         "github_repository": "acme/churn",
         "aws_region": "us-east-2",
         "aws_account_id": "000123456789",
+        "account_layout": "single",
     }
     assert baked.read(".python-version").strip() == baked.answers["python_version"]
     assert tomllib.loads(baked.read("pyproject.toml"))["project"]["name"] == "churn-model"
     assert 'name = "churn-model"' in baked.read("uv.lock")
+
+
+def test_the_per_environment_layout_lists_each_environments_account(bake_in: Bake) -> None:
+    baked = bake_in(
+        account_layout="per-environment", staging_aws_account_id="222222222222", prod_aws_account_id="333333333333"
+    )
+    project = tomllib.loads(baked.read("mlops.toml"))["project"]
+    assert project["account_layout"] == "per-environment"
+    assert project["accounts"] == {"dev": project["aws_account_id"], "staging": "222222222222", "prod": "333333333333"}
+    # Staging and prod cannot read dev's state in another account: their stack files name dev's key instead.
+    for env in ("staging", "prod"):
+        config = baked.stack_config(env)
+        assert "registry_stack" not in config
+        assert config["registry_kms_key_arn"].startswith(
+            f"arn:aws:kms:{project['aws_region']}:{project['aws_account_id']}:key/"
+        )
 
 
 def test_default_endpoints_are_serverless_in_staging_and_real_time_in_prod(default_project: Baked) -> None:

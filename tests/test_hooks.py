@@ -25,6 +25,16 @@ BAD_ANSWERS = [
     pytest.param({"python_version": "3.12"}, "'3.12' is not supported: use 3.11", id="python-unproven"),
     pytest.param({"aws_account_id": "12345678901"}, "exactly 12 digits", id="account-11-digits"),
     pytest.param({"aws_account_id": "12345678901a"}, "exactly 12 digits", id="account-letter"),
+    pytest.param(
+        {"account_layout": "per-environment", "prod_aws_account_id": "12"},
+        "prod_aws_account_id '12' is invalid",
+        id="layout-prod-account-short",
+    ),
+    pytest.param(
+        {"account_layout": "per-environment", "staging_aws_account_id": "123456789012"},
+        "needs three different accounts",
+        id="layout-shared-account",
+    ),
     pytest.param({"github_repository": "acme"}, "exactly one '/'", id="github-no-slash"),
     pytest.param({"github_repository": "acme/x/y"}, "exactly one '/'", id="github-two-slashes"),
     pytest.param({"github_repository": "-acme/repo"}, "not starting or ending with a hyphen", id="github-owner"),
@@ -73,6 +83,8 @@ def test_choices_outside_the_list_are_refused_before_generation(bake_in: Bake, a
         pytest.param({"github_repository": "Acme-Corp/churn.model_v2"}, id="github-mixed-case-dots"),
         pytest.param({"aws_account_id": "000123456789"}, id="account-leading-zeros"),
         pytest.param({"aws_region": "ap-southeast-4"}, id="newer-region"),
+        # The other environments' accounts are not used, so not checked, in the single layout.
+        pytest.param({"account_layout": "single", "prod_aws_account_id": "unused"}, id="single-layout-ignores"),
     ],
 )
 def test_edge_values_that_are_valid_are_accepted(bake_in: Bake, answers: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ import yaml
 from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks
 
 from infra import settings as stack_settings
-from ml.config import load_config
+from ml.config import ProjectSection, load_config
 
 INFRA = Path(__file__).resolve().parent
 PREBUILT_IMAGE_FUNCTION = "aws:sagemaker/getPrebuiltEcrImage:getPrebuiltEcrImage"
@@ -31,6 +31,9 @@ class Captured:
     inputs: dict[str, Any]
     urn: str
     custom: bool
+    # The resource options the engine receives in the registration request.
+    protect: bool = False
+    retain_on_delete: bool = False
 
     @property
     def parent_types(self) -> list[str]:
@@ -177,11 +180,24 @@ def registry_stack_outputs(prefix: str, account: str, region: str) -> dict[str, 
     }
 
 
+class OptionsMonitor(MockMonitor):
+    """Pulumi's mock monitor, also keeping what each RegisterResource request asks of the engine."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.options: dict[str, tuple[bool, bool]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        self.options[response.urn] = (bool(request.protect), bool(request.retainOnDelete))
+        return response
+
+
 def capture(
     project: str, stack: str, config: dict[str, Any], mocks: RecordingMocks, program: Callable[[], dict[str, Any]]
 ) -> tuple[list[Captured], dict[str, Any]]:
     """Run program under mocks with config set, wait for every registration, return what it declared."""
-    monitor = MockMonitor(mocks)
+    monitor = OptionsMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config({key: _as_config(value) for key, value in config.items()})
     outputs: dict[str, Any] = {}
@@ -202,43 +218,56 @@ def capture(
                 inputs=dict(registration.state or {}),
                 urn=registration.urn,
                 custom=not types.split("$")[-1].startswith("mlops:"),
+                protect=monitor.options.get(registration.urn, (False, False))[0],
+                retain_on_delete=monitor.options.get(registration.urn, (False, False))[1],
             )
         )
     return resources, outputs
 
 
-def default_mocks() -> RecordingMocks:
-    project = load_config().project
+def default_mocks(project: ProjectSection | None = None, env: str = "dev") -> RecordingMocks:
+    """Mocks answering as the account that holds env."""
+    project = project or load_config().project
     return RecordingMocks(
-        project.aws_account_id,
+        project.account(env),
         project.aws_region,
         registry_stack_outputs(project.resource_prefix, project.aws_account_id, project.aws_region),
     )
 
 
-def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> StackRun:
-    """Run infra/program.py for stack under mocks; overrides replace stack-file values (None removes one)."""
+def run_stack(stack: str, overrides: dict[str, Any] | None = None, project: ProjectSection | None = None) -> StackRun:
+    """Run infra/program.py for stack under mocks; overrides replace stack-file values (None removes one).
+
+    project replaces mlops.toml's [project] (the other account layout, say)."""
     from infra import program
 
-    project = load_config().project
+    project = project or load_config().project
     values = {**stack_values(stack, project.resource_prefix), **(overrides or {})}
     config = {f"{project.resource_prefix}:{key}": value for key, value in values.items() if value is not None}
     settings: list[stack_settings.StackSettings] = []
 
     def declare() -> dict[str, Any]:
-        settings.append(program.load_settings())
+        settings.append(program.load_settings(project))
         return program.build(settings[0])
 
-    resources, outputs = capture(project.resource_prefix, stack, config, default_mocks(), declare)
+    resources, outputs = capture(project.resource_prefix, stack, config, default_mocks(project, stack), declare)
     return StackRun(settings[0], resources, outputs)
 
 
-def run_bootstrap() -> tuple[list[Captured], dict[str, Any]]:
+def run_bootstrap(
+    stack: str | None = None, project: ProjectSection | None = None
+) -> tuple[list[Captured], dict[str, Any]]:
+    """infra/bootstrap under mocks; the stack defaults to the layout's first (`bootstrap` or `bootstrap-dev`)."""
     from infra.bootstrap import program
 
-    project = load_config().project
+    project = project or load_config().project
+    stack = stack or ("bootstrap-dev" if project.per_environment else "bootstrap")
     return capture(
-        f"{project.resource_prefix}-bootstrap", "bootstrap", {}, default_mocks(), lambda: program.build(project)
+        f"{project.resource_prefix}-bootstrap",
+        stack,
+        {},
+        default_mocks(project, stack.removeprefix("bootstrap-") if project.per_environment else "dev"),
+        lambda: program.build(project, stack),
     )
 
 

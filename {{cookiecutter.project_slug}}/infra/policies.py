@@ -14,6 +14,7 @@ from typing import Any
 
 from infra.mocks import Captured
 from infra.settings import StackSettings
+from ml import names
 from ml.names import github_environment
 
 BUCKET = "aws:s3/bucket:Bucket"
@@ -160,14 +161,37 @@ def no_wildcard_iam(resources: Resources, _: StackSettings) -> list[str]:
             wild = [a for a in actions if a == "*" or a.endswith(":*")]
             if wild:
                 violations.append(f"{item.name} grants wildcard action(s) {wild}")
-            data = [a for a in actions if any(a.startswith(d.rstrip("*")) for d in DATA_ACTIONS)]
+            # A data action, or a wildcard that covers one (s3:Get*, kms:*); s3:ListAllMyBuckets is neither.
+            data = [
+                a
+                for a in actions
+                if a in DATA_ACTIONS or (a.endswith("*") and any(d.startswith(a.rstrip("*")) for d in DATA_ACTIONS))
+            ]
             if data and "*" in _as_list(statement.get("Resource", [])):
                 violations.append(f"{item.name} grants data action(s) {data} on Resource '*'")
     return violations
 
 
+def _github_trusted(resources: Resources) -> dict[str, str]:
+    """Role resource name -> the OIDC subject of every role GitHub may assume."""
+    trusted = {}
+    for role in _of(resources, ROLE):
+        for statement in _statements(_document(role.inputs.get("assumeRolePolicy"))):
+            if GITHUB_OIDC in str(statement.get("Principal", {}).get("Federated", "")):
+                trusted[role.name] = str(
+                    statement.get("Condition", {}).get("StringEquals", {}).get(f"{GITHUB_OIDC}:sub")
+                )
+    return trusted
+
+
 def oidc_trust_pinned(resources: Resources, settings: StackSettings) -> list[str]:
-    expected_sub = f"repo:{settings.project.github_repository}:environment:{github_environment(settings.stack)}"
+    """GitHub may assume the deploy role from the stack's environment, the preview role from its
+    preview environment, and nothing else."""
+    repository, env = settings.project.github_repository, settings.stack
+    expected = {
+        names.deploy_role_name(settings.prefix, env): github_environment(env),
+        names.preview_role_name(settings.prefix, env): names.preview_environment(env),
+    }
     violations = []
     for role in _of(resources, ROLE):
         for statement in _statements(_document(role.inputs.get("assumeRolePolicy"))):
@@ -180,8 +204,34 @@ def oidc_trust_pinned(resources: Resources, settings: StackSettings) -> list[str
                 violations.append(f"role {role.name} trusts GitHub with conditions other than StringEquals")
             if equals.get(f"{GITHUB_OIDC}:aud") != "sts.amazonaws.com":
                 violations.append(f"role {role.name} does not pin the token audience to sts.amazonaws.com")
+            environment = expected.get(str(role.inputs.get("name")))
+            if environment is None:
+                violations.append(f"role {role.name} trusts GitHub but is neither the deploy nor the preview role")
+                continue
+            expected_sub = f"repo:{repository}:environment:{environment}"
             if equals.get(f"{GITHUB_OIDC}:sub") != expected_sub:
                 violations.append(f"role {role.name} does not pin the subject to {expected_sub}")
+    return violations
+
+
+# What a role GitHub can assume may do to IAM: pass the two roles CI hands to services, nothing more.
+GITHUB_IAM_ACTIONS = {"iam:PassRole"}
+
+
+def github_roles_change_no_iam(resources: Resources, _: StackSettings) -> list[str]:
+    trusted = {r.id for r in _of(resources, ROLE) if r.name in _github_trusted(resources)}
+    trusted |= {str(r.inputs.get("name")) for r in _of(resources, ROLE) if r.name in _github_trusted(resources)}
+    violations = []
+    for item in _of(resources, ROLE_POLICY):
+        if str(item.inputs.get("role")) not in trusted:
+            continue
+        for statement in _statements(_document(item.inputs.get("policy"))):
+            actions = [str(a) for a in _as_list(statement.get("Action", []))]
+            writes = [a for a in actions if a.lower().startswith(("iam:", "sts:")) and a not in GITHUB_IAM_ACTIONS]
+            if statement.get("Effect") == "Allow" and writes:
+                violations.append(
+                    f"{item.name} lets a role GitHub assumes call {writes}: IAM belongs to the administrator"
+                )
     return violations
 
 
@@ -293,6 +343,11 @@ POLICIES = [
     Policy("no-model-monitor", "no SageMaker Model Monitor resource (closed to new customers)", no_model_monitor),
     Policy("alarms-notify", "every alarm notifies the alert topic", alarms_notify),
     Policy("no-access-keys", "no IAM users or access keys", no_access_keys),
+    Policy(
+        "github-roles-change-no-iam",
+        "roles GitHub can assume hold no IAM or STS action but iam:PassRole",
+        github_roles_change_no_iam,
+    ),
 ]
 
 

@@ -19,11 +19,11 @@ from infra.components.roles import Roles, RolesArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.settings import KEYS, StackSettings, parse, schedule_seconds
 from ml import names
-from ml.config import load_config
+from ml.config import ProjectSection, load_config
 
 
-def load_settings() -> StackSettings:
-    project = load_config().project
+def load_settings(project: ProjectSection | None = None) -> StackSettings:
+    project = project or load_config().project
     stack = pulumi.get_stack()
     config = pulumi.Config(project.resource_prefix)
     values = {key: config.get(key) for key in KEYS}
@@ -44,14 +44,32 @@ def monitor_image(region: str, image_version: str, provider: aws.Provider) -> pu
     return image.registry_path
 
 
+# What the generated stack files hold until the administrator writes dev's real key ARN there.
+PLACEHOLDER_KEY = "key/00000000-0000-0000-0000-000000000000"
+
+
+def registry_readers(project: ProjectSection) -> list[str]:
+    """Who in other accounts reads dev's registry (models, baselines): staging's and prod's execution
+    roles (to serve and monitor) and deploy roles (to check and smoke-test). None in one account."""
+    if not project.per_environment:
+        return []
+    prefix = project.resource_prefix
+    return [
+        f"arn:aws:iam::{project.account(env)}:role/{role(prefix, env)}"
+        for env in ("staging", "prod")
+        for role in (names.execution_role_name, names.deploy_role_name)
+    ]
+
+
 def build(settings: StackSettings) -> dict[str, Any]:
     """Declare every resource of one environment; return the stack outputs (the contract with ml/)."""
     prefix, env, project = settings.prefix, settings.stack, settings.project
+    account = project.account(env)
     provider = aws.Provider(
         "aws",
         region=project.aws_region,
         # Refuse to touch any other account, whatever credentials are active.
-        allowed_account_ids=[project.aws_account_id],
+        allowed_account_ids=[account],
         default_tags={"tags": {"project": prefix, "environment": env, "managed-by": "pulumi"}},
     )
     opts = pulumi.ResourceOptions(providers=[provider])
@@ -61,32 +79,53 @@ def build(settings: StackSettings) -> dict[str, Any]:
         StorageArgs(
             prefix=prefix,
             env=env,
-            account_id=project.aws_account_id,
+            account_id=account,
             noncurrent_version_days=settings.noncurrent_version_days,
             access_log_days=settings.access_log_days,
+            # In the per-environment layout, dev's registry bucket and key serve staging and prod too.
+            readers=registry_readers(project) if env == "dev" else [],
         ),
         opts,
     )
 
     # The stack that trains also owns the model registry; staging and prod deploy its versions.
     outputs: dict[str, Any] = {}
-    if settings.registry_stack is None:
+    registry_bucket_arn: pulumi.Input[str] | None = None
+    registry_key_arn: pulumi.Input[str] | None = None
+    if env == "dev":
         group_name = names.model_package_group_name(prefix, env)
-        Registry(env, RegistryArgs(group_name, f"{project.name}: every trained version, with metrics"), opts)
-        registry_bucket_arn: pulumi.Input[str] | None = None
-        registry_key_arn: pulumi.Input[str] | None = None
+        Registry(
+            env,
+            RegistryArgs(
+                group_name,
+                f"{project.name}: every trained version, with metrics",
+                project.aws_region,
+                account,
+                [project.account(e) for e in ("staging", "prod")] if project.per_environment else [],
+            ),
+            opts,
+        )
     else:
-        registry = pulumi.StackReference(settings.registry_stack)
-        group_name = names.model_package_group_name(prefix, settings.registry_stack.rsplit("/", 1)[-1])
-        registry_bucket_arn = pulumi.Output.concat("arn:aws:s3:::", registry.require_output("artifacts_bucket"))
-        registry_key_arn = registry.require_output("kms_key_arn")
+        group_name = names.model_package_group_name(prefix, "dev")
+        registry_bucket_arn = f"arn:aws:s3:::{names.bucket_name(prefix, 'dev', 'artifacts', project.aws_account_id)}"
+        if settings.registry_stack is not None:
+            # One account: dev's outputs are read from the shared state.
+            registry_key_arn = pulumi.StackReference(settings.registry_stack).require_output("kms_key_arn")
+        else:
+            # One account per environment: another account's state is out of reach; the stack file says.
+            registry_key_arn = settings.registry_kms_key_arn
+            if registry_key_arn and registry_key_arn.endswith(PLACEHOLDER_KEY):
+                pulumi.log.warn(
+                    f"registry_kms_key_arn in Pulumi.{env}.yaml is still the template's placeholder: {env} cannot "
+                    f"read dev's models until it is dev's kms_key_arn (`pulumi stack output kms_key_arn --stack dev`)"
+                )
 
     roles = Roles(
         env,
         RolesArgs(
             prefix=prefix,
             env=env,
-            account_id=project.aws_account_id,
+            account_id=account,
             region=project.aws_region,
             github_repository=project.github_repository,
             kms_key_arn=storage.key.arn,
@@ -95,6 +134,8 @@ def build(settings: StackSettings) -> dict[str, Any]:
             model_package_group=group_name,
             registry_artifacts_bucket_arn=registry_bucket_arn,
             registry_kms_key_arn=registry_key_arn,
+            registry_account_id=project.aws_account_id,
+            reads_registry_state=settings.registry_stack is not None,
         ),
         opts,
     )
@@ -106,7 +147,7 @@ def build(settings: StackSettings) -> dict[str, Any]:
             prefix=prefix,
             env=env,
             region=project.aws_region,
-            account_id=project.aws_account_id,
+            account_id=account,
             endpoint_name=endpoint_name,
             real_time=settings.real_time,
             latency_alarm_ms=settings.latency_alarm_ms,
@@ -144,10 +185,13 @@ def build(settings: StackSettings) -> dict[str, Any]:
                 canary_percent=settings.canary_percent,
                 canary_wait_seconds=settings.canary_wait_seconds,
                 rollback_alarm_names=monitoring.rollback_alarm_names,
+                log_retention_days=settings.log_retention_days,
             ),
             pulumi.ResourceOptions(providers=[provider], depends_on=[monitoring]),
         )
         outputs["endpoint_name"] = endpoint.endpoint.name
+        # What the endpoint should run after `pulumi up`; verify compares it with what it runs.
+        outputs["endpoint_config_name"] = endpoint.endpoint_config_name
         outputs["model_version"] = str(settings.model_version)
         if settings.monitored:
             monitor = load_config().monitor
@@ -157,7 +201,7 @@ def build(settings: StackSettings) -> dict[str, Any]:
                     prefix=prefix,
                     env=env,
                     region=project.aws_region,
-                    account_id=project.aws_account_id,
+                    account_id=account,
                     github_repository=project.github_repository,
                     endpoint_name=endpoint.endpoint.name,
                     execution_role_arn=roles.execution_role.arn,
@@ -190,6 +234,7 @@ def build(settings: StackSettings) -> dict[str, Any]:
             "kms_key_arn": storage.key.arn,
             "execution_role_arn": roles.execution_role.arn,
             "deploy_role_arn": roles.deploy_role.arn,
+            "preview_role_arn": roles.preview_role.arn,
             "model_package_group": group_name,
         }
     )

@@ -15,19 +15,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ml.config import ProjectSection
 
 STACKS = ("dev", "staging", "prod")
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)  # fmt: skip
+# Settings a serverless endpoint cannot use (SageMaker guide, Serverless Inference, feature exclusions:
+# no instances to count or scale, no data capture, no canary traffic shifting).
+REAL_TIME_ONLY = ("instance_type", "instance_count", "autoscaling_max_instances", "data_capture_percent",
+                  "canary_percent", "canary_wait_seconds")  # fmt: skip
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Keys a stack file may set under the project's namespace, with what each accepts.
 KEYS: dict[str, str] = {
     "endpoint_type": "serverless or real-time",
     "model_version": "empty (no endpoint yet) or a model version number, written by `make promote`",
-    "registry_stack": "the fully qualified stack that owns the model registry, e.g. organization/<project>/dev",
+    "registry_stack": "one account: the fully qualified stack that owns the model registry, e.g. organization/<project>/dev",
+    "registry_kms_key_arn": "one account per environment: dev's kms_key_arn output "
+    "(`pulumi stack output kms_key_arn --stack dev`), the key of the registry's models",
     "instance_type": "an ml.* instance type, e.g. ml.m5.large (real-time only)",
     "instance_count": "1 or more; at least 2 in prod (real-time only)",
     "autoscaling_max_instances": "at least instance_count (real-time only)",
     "serverless_memory_mb": "1024 to 6144 in steps of 1024 (serverless only)",
     "serverless_max_concurrency": "1 to 200 (serverless only)",
     "data_capture_percent": "0 to 100 (real-time only; serverless endpoints cannot capture data)",
-    "canary_percent": "1 to 50: share of capacity that takes traffic first in a blue/green update",
+    "canary_percent": "1 to 50: share of the fleet (whole instances, at least one) that takes traffic first in a "
+    "blue/green update; with one instance the update shifts all at once after canary_wait_seconds",
     "canary_wait_seconds": "0 to 3600: how long the canary must stay healthy",
     "latency_alarm_ms": "model latency (average over 1 minute) that raises the alarm",
     "error_alarm_count": "5xx responses per minute that raise the alarm",
@@ -44,6 +54,8 @@ KEYS: dict[str, str] = {
     "budget_alert_email": "address that receives budget alerts",
     "noncurrent_version_days": "days to keep noncurrent object versions",
     "access_log_days": "days to keep S3 access logs",
+    "log_retention_days": "days CloudWatch keeps the endpoint's logs: one of "
+    + ", ".join(map(str, LOG_RETENTION_DAYS)),
 }
 
 
@@ -75,6 +87,9 @@ class StackSettings(BaseModel):
     endpoint_type: Literal["serverless", "real-time"]
     model_version: Annotated[int, Field(ge=1)] | None = None
     registry_stack: str | None = None
+    registry_kms_key_arn: (
+        Annotated[str, Field(pattern=r"^arn:aws:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")] | None
+    ) = None
     instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
     instance_count: Annotated[int, Field(ge=1, le=100)] = 1
     autoscaling_max_instances: Annotated[int, Field(ge=1, le=100)] = 4
@@ -97,10 +112,12 @@ class StackSettings(BaseModel):
     budget_alert_email: str
     noncurrent_version_days: Annotated[int, Field(ge=1)] = 90
     access_log_days: Annotated[int, Field(ge=1)] = 365
+    log_retention_days: int = 90
 
     @field_validator(
         "model_version",
         "registry_stack",
+        "registry_kms_key_arn",
         "monitoring_baseline_statistics",
         "monitoring_baseline_constraints",
         "monitoring_evaluation",
@@ -135,6 +152,13 @@ class StackSettings(BaseModel):
             raise ValueError(f"{', '.join(map(str, bad))} is not an email address")
         return addresses
 
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs keeps logs for one of {', '.join(map(str, LOG_RETENTION_DAYS))} days")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> StackSettings:
         if self.endpoint_type == "serverless" and self.data_capture_percent:
@@ -142,6 +166,14 @@ class StackSettings(BaseModel):
                 "data_capture_percent must be 0 for a serverless endpoint: serverless endpoints cannot "
                 "capture data. Use endpoint_type: real-time to capture, or set data_capture_percent: 0"
             )
+        if self.endpoint_type == "serverless":
+            misplaced = [key for key in REAL_TIME_ONLY if key in self.model_fields_set]
+            if misplaced:
+                raise ValueError(
+                    f"{', '.join(misplaced)} apply to real-time endpoints only: serverless endpoints have no "
+                    "instances, capture no data and shift traffic all at once (SageMaker guide, Serverless "
+                    "Inference, feature exclusions). Remove them from the stack file, or use endpoint_type: real-time"
+                )
         if self.endpoint_type == "real-time":
             if self.stack == "prod" and self.instance_count < 2:
                 raise ValueError(
@@ -161,12 +193,36 @@ class StackSettings(BaseModel):
                 "capture and a baseline): `pulumi config set --secret github_dispatch_token <token>`, a "
                 "fine-grained token with Contents: read and write on the repository"
             )
-        if self.stack != "dev" and self.registry_stack is None:
-            raise ValueError(
-                f"registry_stack is required in the {self.stack} stack: name the stack that trains and "
-                "registers models, e.g. organization/<project>/dev"
-            )
+        if self.stack != "dev":
+            self._registry_source()
         return self
+
+    def _registry_source(self) -> None:
+        """Staging and prod find dev's registry key through dev's state (one account) or their stack file."""
+        if not self.project.per_environment:
+            if self.registry_stack is None:
+                raise ValueError(
+                    f"registry_stack is required in the {self.stack} stack: name the stack that trains and "
+                    "registers models, e.g. organization/<project>/dev"
+                )
+            return
+        if self.registry_stack is not None:
+            raise ValueError(
+                "registry_stack cannot work with account_layout per-environment: each account keeps its own "
+                "Pulumi state, and a stack reference reads only its own backend. Remove registry_stack and set "
+                f"registry_kms_key_arn: `pulumi config set registry_kms_key_arn <dev's kms_key_arn> --stack {self.stack}`"
+            )
+        if self.registry_kms_key_arn is None:
+            raise ValueError(
+                f"registry_kms_key_arn is required in the {self.stack} stack with account_layout per-environment: "
+                f"`pulumi config set registry_kms_key_arn $(pulumi stack output kms_key_arn --stack dev) --stack {self.stack}`"
+            )
+        dev = self.project.aws_account_id
+        if f":{dev}:key/" not in self.registry_kms_key_arn:
+            raise ValueError(
+                f"registry_kms_key_arn {self.registry_kms_key_arn} is not a key of dev's account {dev}: "
+                "use the kms_key_arn output of the dev stack"
+            )
 
     @property
     def prefix(self) -> str:

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from ml import atomic, github, housekeeping, pipeline, promotion, reuse, schema
 from ml.backends import job_ledger, stack_file
+from ml.backends.desired_state import StackConfigFile
 from ml.backends.local_registry import LocalModelRegistry
 from ml.context import Context, make_context
 from ml.errors import GateRejectedError, PipelineError
@@ -277,6 +278,10 @@ def cmd_check_deployable(ctx: Context, args: argparse.Namespace) -> int:
         ctx.console.print(f"{state.path.name} names no model version: no endpoint to create")
         return 0
     deploy_step.deployable(ctx, desired)
+    check = getattr(ctx.backends.endpoint, "check_in_place", None)
+    if check is not None and isinstance(state, StackConfigFile):
+        # What SageMaker cannot change on a running endpoint is refused here, not half-way through `pulumi up`.
+        check(state.value("endpoint_type") != "serverless", state.value("instance_type"))
     ctx.console.print(f"v{desired} ({state.path.name}) is Approved and its model is stored: deployable")
     return 0
 
@@ -301,6 +306,19 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
         f"### {ctx.config.env}: v{result.version} serving\n\n{result.requests} smoke-test requests passed; "
         f"p50 {result.p50_ms:.1f} ms, p95 {result.p95_ms:.1f} ms."
     )
+    return 0
+
+
+def cmd_prune_endpoints(ctx: Context, args: argparse.Namespace) -> int:
+    """Delete the endpoint configs and models the environment's endpoint no longer uses (AWS only)."""
+    prune = getattr(ctx.backends.endpoint, "prune", None)
+    if prune is None:
+        ctx.console.print("the local endpoint keeps no configs or models: nothing to prune")
+        return 0
+    removed = prune()
+    for line in removed:
+        ctx.console.print(f"deleted {line}", markup=False)
+    ctx.console.print(f"{len(removed)} unused endpoint config(s) and model(s) deleted" if removed else "nothing unused")
     return 0
 
 
@@ -574,10 +592,11 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "gc": cmd_gc,
     "registry-check": cmd_registry_check,
     "check-deployable": cmd_check_deployable,
+    "prune-endpoints": cmd_prune_endpoints,
 }
 # Commands that change the registry, the desired state or the endpoint take the environment's lock.
 LOCKED = {"pipeline", "train", "register", "promote", "deploy", "verify", "stop", "clean", "gc", "drift-demo",
-          "quality-demo", "registry-check", "promotion-pr"}  # fmt: skip
+          "quality-demo", "registry-check", "promotion-pr", "prune-endpoints"}  # fmt: skip
 INTERRUPTED = 130  # what a shell reports for Ctrl-C
 
 

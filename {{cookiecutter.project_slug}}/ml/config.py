@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ml.errors import ConfigError
 
@@ -30,13 +30,64 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+AWS_ENVIRONMENTS = ("dev", "staging", "prod")
+
+
 class ProjectSection(_Section):
     name: str
     slug: str
     resource_prefix: str
     github_repository: str
     aws_region: str
-    aws_account_id: Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+    # dev's account, which also holds the model registry every environment deploys from.
+    aws_account_id: AccountId
+    # "single": every environment in aws_account_id. "per-environment": AWS's recommended layout,
+    # each environment in its own account ([project.accounts]), production isolated.
+    account_layout: Literal["single", "per-environment"] = "single"
+    accounts: dict[str, AccountId] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _layout(self) -> ProjectSection:
+        unknown = sorted(set(self.accounts) - set(AWS_ENVIRONMENTS))
+        if unknown:
+            raise ValueError(f"[project.accounts] names unknown environment(s) {unknown}; use dev, staging and prod")
+        if self.account_layout == "single":
+            other = {env: a for env, a in self.accounts.items() if a != self.aws_account_id}
+            if other:
+                raise ValueError(
+                    f"account_layout is single, but [project.accounts] puts {', '.join(other)} in another account "
+                    f'than aws_account_id {self.aws_account_id}: set account_layout = "per-environment", or '
+                    "remove [project.accounts]"
+                )
+            return self
+        missing = [env for env in ("staging", "prod") if env not in self.accounts]
+        if missing:
+            raise ValueError(
+                f"account_layout is per-environment, so [project.accounts] needs {' and '.join(missing)} "
+                "(a 12-digit account id each)"
+            )
+        if self.accounts.get("dev", self.aws_account_id) != self.aws_account_id:
+            raise ValueError("[project.accounts].dev must equal aws_account_id (dev's account holds the registry)")
+        ids = [self.account(env) for env in AWS_ENVIRONMENTS]
+        if len(set(ids)) != len(ids):
+            raise ValueError(
+                f"account_layout is per-environment, but dev, staging and prod share accounts ({', '.join(ids)}): "
+                'give each its own account, or use account_layout = "single"'
+            )
+        return self
+
+    def account(self, env: str) -> str:
+        """The AWS account that holds an environment."""
+        return (
+            self.accounts.get(env, self.aws_account_id)
+            if self.account_layout == "per-environment"
+            else self.aws_account_id
+        )
+
+    @property
+    def per_environment(self) -> bool:
+        return self.account_layout == "per-environment"
 
 
 class FrameworkSection(_Section):

@@ -33,8 +33,46 @@ def state_bucket_name(prefix: str, account_id: str) -> str:
     return _checked(f"{prefix}-pulumi-state-{account_id}", _BUCKET_NAME, S3_BUCKET_MAX)
 
 
-def secrets_key_alias(prefix: str) -> str:
-    return f"alias/{prefix}-pulumi-secrets"
+def secrets_key_alias(prefix: str, env: str) -> str:
+    """The KMS key that encrypts one stack's secrets (infra/bootstrap creates one per environment)."""
+    return f"alias/{prefix}-{env}-pulumi-secrets"
+
+
+def state_key_alias(prefix: str) -> str:
+    """The KMS key of the Pulumi state bucket (infra/bootstrap), one per account."""
+    return f"alias/{prefix}-pulumi-state"
+
+
+def secrets_provider(prefix: str, env: str, region: str) -> str:
+    """The value of `secretsprovider:` in infra/Pulumi.<env>.yaml."""
+    return f"awskms://{secrets_key_alias(prefix, env)}?region={region}"
+
+
+def pulumi_project(prefix: str) -> str:
+    """The Pulumi project of infra/ (infra/Pulumi.yaml `name:`); its stacks' state lives under it."""
+    return prefix
+
+
+def state_prefixes(prefix: str, env: str) -> tuple[str, ...]:
+    """Where one stack keeps its state in the S3 backend: Pulumi's DIY layout (pkg/backend/diy/store.go
+    and lock.go): the checkpoint, its history, backups, the update journal and the lock."""
+    project = pulumi_project(prefix)
+    return (
+        f".pulumi/stacks/{project}/{env}.json",  # also .json.gz / .json.zst, hence the prefix
+        f".pulumi/history/{project}/{env}/",
+        f".pulumi/backups/{project}/{env}/",
+        f".pulumi/journal/{project}/{env}/",
+        f".pulumi/locks/organization/{project}/{env}/",
+    )
+
+
+def preview_role_name(prefix: str, env: str) -> str:
+    return _checked(f"{prefix}-{env}-github-preview", None, IAM_ROLE_MAX)
+
+
+def preview_environment(env: str) -> str:
+    """The GitHub environment whose jobs may assume the read-only preview role (pull requests)."""
+    return f"{github_environment(env)}-preview"
 
 
 def kms_key_alias(prefix: str, env: str) -> str:
@@ -57,11 +95,6 @@ def deploy_role_name(prefix: str, env: str) -> str:
     return _checked(f"{prefix}-{env}-github-deploy", None, IAM_ROLE_MAX)
 
 
-def preview_role_name(prefix: str, env: str) -> str:
-    """The read-only role pull-request previews and prod's plan assume: `pulumi preview`, never `up`."""
-    return _checked(f"{prefix}-{env}-github-preview", None, IAM_ROLE_MAX)
-
-
 # GitHub environments that hold each stack's deploy role. prod deploys from `production`, whose
 # required reviewers gate every prod change; the deploy role trusts only that environment.
 GITHUB_ENVIRONMENTS = {"dev": "dev", "staging": "staging", "prod": "production"}
@@ -74,6 +107,10 @@ def github_environment(env: str) -> str:
 def metrics_namespace(prefix: str) -> str:
     """The CloudWatch namespace the monitoring job publishes in (and its alarms read)."""
     return f"MLOps/{prefix}"
+
+
+# The endpoint alarms that roll a blue/green update back (infra/components/monitoring.py); verify names them.
+ROLLBACK_SIGNALS = ("5xx", "latency")
 
 
 def alarm_name(prefix: str, env: str, signal: str) -> str:

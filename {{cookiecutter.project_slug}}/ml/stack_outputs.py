@@ -27,6 +27,7 @@ class StackOutputs(BaseModel):
     model_package_group: str
     deploy_role_arn: str | None = None
     endpoint_name: str | None = None
+    endpoint_config_name: str | None = None
     model_version: str | None = None
 
 

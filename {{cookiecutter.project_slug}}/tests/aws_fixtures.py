@@ -43,15 +43,14 @@ def account(state: Path, patch: pytest.MonkeyPatch) -> Iterator[Account]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": REGION,
-        # moto cannot answer iam:SimulatePrincipalPolicy, which the sagemaker SDK's role validation
-        # calls; real runs keep the validation on (the variable is only set here).
-        "SAGEMAKER_VALIDATE_ROLE": "false",
         "MOTO_ACCOUNT_ID": ACCOUNT,
         "MLOPS_ENV": "dev",
         "MLOPS_HOME": str(state / "state"),
     }.items():
         patch.setenv(key, value)
     patch.delenv("AWS_PROFILE", raising=False)
+    # As an administrator's shell: nothing turns the sagemaker SDK's role validation off but the job runner.
+    patch.delenv("SAGEMAKER_VALIDATE_ROLE", raising=False)
     patch.delenv("MLOPS_CONFIG", raising=False)
     with mock_aws():
         session = boto3.Session(region_name=REGION)

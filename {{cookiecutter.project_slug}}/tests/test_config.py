@@ -27,8 +27,15 @@ def test_the_committed_config_loads() -> None:
         ({"serve": {"host": "0.0.0.0"}}, "serve.host"),
         ({"train": {"epochs": 3}}, "train.epochs"),
         ({"project": {"aws_account_id": "12345"}}, "project.aws_account_id"),
+        # The per-environment layout needs an account for each of staging and prod, all different.
+        ({"project": {"account_layout": "per-environment", "accounts": {"staging": "234567890123"}}},
+         "needs prod"),
+        ({"project": {"account_layout": "per-environment",
+                      "accounts": {"staging": "234567890123", "prod": "234567890123"}}}, "share accounts"),
+        ({"project": {"account_layout": "single", "accounts": {"prod": "345678901234"}}}, "set account_layout"),
+        ({"project": {"account_layout": "hub"}}, "project.account_layout"),
     ],
-)
+)  # fmt: skip
 def test_a_bad_value_names_its_key(make_config: MakeConfig, sections: dict[str, object], named: str) -> None:
     with pytest.raises(ConfigError) as error:
         make_config(**sections)

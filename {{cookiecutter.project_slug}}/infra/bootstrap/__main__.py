@@ -10,5 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from infra.bootstrap.program import build
 from ml.config import load_config
 
-for key, value in build(load_config().project).items():
+# An account where these service-linked roles already exist sets `create_service_linked_roles: false`.
+create_roles = pulumi.Config().get_bool("create_service_linked_roles")
+for key, value in build(load_config().project, pulumi.get_stack(), create_roles is not False).items():
     pulumi.export(key, value)

@@ -88,7 +88,8 @@ class Monitoring(pulumi.ComponentResource):
                     ],
                 }
             ),
-            opts=child,
+            # Like every key here: deleting it would make what it encrypted unreadable.
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         aws.kms.Alias(
             f"{name}-alerts-key-alias",
@@ -177,14 +178,15 @@ class Monitoring(pulumi.ComponentResource):
 
         if args.endpoint_name is not None:
             dimensions = {"EndpointName": args.endpoint_name, "VariantName": VARIANT}
-            # (signal, metric, namespace, statistic, threshold, rolls back a blue/green deployment)
+            # (signal, metric, namespace, statistic, threshold); names.ROLLBACK_SIGNALS roll an update back.
             alarms = [
-                ("5xx", "Invocation5XXErrors", "AWS/SageMaker", "Sum", args.error_alarm_count, True),
+                ("5xx", "Invocation5XXErrors", "AWS/SageMaker", "Sum", args.error_alarm_count),
                 # ModelLatency is reported in microseconds.
-                ("latency", "ModelLatency", "AWS/SageMaker", "Average", args.latency_alarm_ms * 1000, True),
-                ("invocations", "Invocations", "AWS/SageMaker", "Sum", args.invocations_alarm_per_minute, False),
+                ("latency", "ModelLatency", "AWS/SageMaker", "Average", args.latency_alarm_ms * 1000),
+                ("invocations", "Invocations", "AWS/SageMaker", "Sum", args.invocations_alarm_per_minute),
             ]
-            for signal, metric, namespace, statistic, threshold, rolls_back in alarms:
+            for signal, metric, namespace, statistic, threshold in alarms:
+                rolls_back = signal in names.ROLLBACK_SIGNALS
                 alarm = names.alarm_name(args.prefix, args.env, signal)
                 aws.cloudwatch.MetricAlarm(
                     f"{name}-{signal}",

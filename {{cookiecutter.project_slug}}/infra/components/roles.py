@@ -1,14 +1,18 @@
-"""IAM: the SageMaker execution role and the GitHub Actions deploy role of one environment.
+"""IAM of one environment: the SageMaker execution role, GitHub's deploy and preview roles, and the
+roles EventBridge Scheduler and EventBridge assume for the monitoring schedule and the retrain dispatch.
 
-Least privilege throughout: no "*" actions, and every data action (S3 objects, KMS
-crypto, endpoint invocation) is scoped to this environment's resources. The few actions
-AWS only authorises on "*" (ecr:GetAuthorizationToken, kms:CreateKey, the read-only
-Describe/List calls of Application Auto Scaling) carry no data.
+Least privilege throughout: no "*" actions, and every data action (S3 objects, KMS crypto,
+endpoint invocation) is scoped to this environment's resources. The few actions AWS only
+authorises on "*" (ecr:GetAuthorizationToken, the read-only Describe/List calls) carry no data.
+All of it is applied by an administrator's `pulumi up`: the deploy role may pass two of these
+roles to their services and change no IAM, so nothing CI runs can widen its own permissions.
+tests/infra/iam/ proves both sides from AWS's own data: that each role may do what its resources
+and calls need, and that no role reachable from GitHub reaches administrator.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -43,12 +47,16 @@ class RolesArgs:
     # Where models come from when another stack trains them (staging and prod read dev's).
     registry_artifacts_bucket_arn: pulumi.Input[str] | None = None
     registry_kms_key_arn: pulumi.Input[str] | None = None
-    extra_tags: dict[str, str] = field(default_factory=dict)
+    # The registry's account, when it is not this one (account_layout per-environment).
+    registry_account_id: str | None = None
+    # Staging and prod read dev's stack state (a StackReference, single account layout only).
+    reads_registry_state: bool = False
 
 
 class Roles(pulumi.ComponentResource):
     execution_role: aws.iam.Role
     deploy_role: aws.iam.Role
+    preview_role: aws.iam.Role
     scheduler_role: aws.iam.Role
     events_role: aws.iam.Role
 
@@ -81,37 +89,24 @@ class Roles(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.deploy_role = aws.iam.Role(
+        self.deploy_role = self._github_role(
             f"{name}-github-deploy",
-            name=names.deploy_role_name(args.prefix, args.env),
-            description=(
-                f"Assumed by GitHub Actions in environment {names.github_environment(args.env)} of {args.github_repository}"
-            ),
-            max_session_duration=3600,
-            assume_role_policy=policy(
-                [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Federated": github_oidc_provider_arn(args.account_id)},
-                        "Action": "sts:AssumeRoleWithWebIdentity",
-                        "Condition": {
-                            "StringEquals": {
-                                f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com",
-                                f"{GITHUB_OIDC_HOST}:sub": (
-                                    f"repo:{args.github_repository}:environment:{names.github_environment(args.env)}"
-                                ),
-                            }
-                        },
-                    }
-                ]
-            ),
-            opts=child,
+            names.deploy_role_name(args.prefix, args.env),
+            names.github_environment(args.env),
+            f"Applies what a merge to main changes in {args.env}; assumed by GitHub Actions in environment "
+            f"{names.github_environment(args.env)} of {args.github_repository}",
+            self._deploy_statements(arn),
+            child,
         )
-        aws.iam.RolePolicy(
-            f"{name}-github-deploy-policy",
-            role=self.deploy_role.id,
-            policy=policy(self._deploy_statements(arn)),
-            opts=child,
+        # Pull requests plan with this one: it reads the stack's state and secrets, and changes nothing.
+        self.preview_role = self._github_role(
+            f"{name}-github-preview",
+            names.preview_role_name(args.prefix, args.env),
+            names.preview_environment(args.env),
+            f"Read-only `pulumi preview` of {args.env}; assumed by GitHub Actions in environment "
+            f"{names.preview_environment(args.env)} of {args.github_repository}",
+            self._preview_statements(arn),
+            child,
         )
         # The monitoring schedule's and the retrain dispatch's roles exist from the first `pulumi up`
         # (an administrator's), so a promotion never needs to create a role.
@@ -153,7 +148,49 @@ class Roles(pulumi.ComponentResource):
             ],
             child,
         )  # fmt: skip
-        self.register_outputs({"execution_role_arn": self.execution_role.arn, "deploy_role_arn": self.deploy_role.arn})
+        self.register_outputs(
+            {
+                "execution_role_arn": self.execution_role.arn,
+                "deploy_role_arn": self.deploy_role.arn,
+                "preview_role_arn": self.preview_role.arn,
+            }
+        )
+
+    def _github_role(
+        self,
+        logical: str,
+        role_name: str,
+        environment: str,
+        description: str,
+        statements: list[Statement],
+        opts: pulumi.ResourceOptions,
+    ) -> aws.iam.Role:
+        """A role GitHub Actions assumes by OIDC from one environment of one repository, for an hour."""
+        args = self._args
+        role = aws.iam.Role(
+            logical,
+            name=role_name,
+            description=description,
+            max_session_duration=3600,
+            assume_role_policy=policy(
+                [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Federated": github_oidc_provider_arn(args.account_id)},
+                        "Action": "sts:AssumeRoleWithWebIdentity",
+                        "Condition": {
+                            "StringEquals": {
+                                f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com",
+                                f"{GITHUB_OIDC_HOST}:sub": f"repo:{args.github_repository}:environment:{environment}",
+                            }
+                        },
+                    }
+                ]
+            ),
+            opts=opts,
+        )
+        aws.iam.RolePolicy(f"{logical}-policy", role=role.id, policy=policy(statements), opts=opts)
+        return role
 
     def _service_role(
         self, logical: str, role_name: str, service: str, statements: list[Statement], opts: pulumi.ResourceOptions
@@ -271,33 +308,83 @@ class Roles(pulumi.ComponentResource):
             ]
         return statements
 
-    def _deploy_statements(self, arn: _Arns) -> list[Statement]:
+    def _state_statements(self, arn: _Arns, write: bool) -> list[Statement]:
+        """Pulumi's S3 backend, this stack's part of it only (and dev's checkpoint, for the registry)."""
         args = self._args
-        scoped = f"{args.prefix}-{args.env}"
-        state_bucket = f"arn:aws:s3:::{names.state_bucket_name(args.prefix, args.account_id)}"
-        sagemaker = f"arn:aws:sagemaker:{args.region}:{args.account_id}"
-        return [
-            {"Sid": "PulumiStateList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": state_bucket},
+        own = names.state_prefixes(args.prefix, args.env)
+        readable = [*own]
+        if args.reads_registry_state:
+            readable.append(names.state_prefixes(args.prefix, "dev")[0])
+        statements: list[Statement] = [
             {
-                "Sid": "PulumiStateObjects",
+                "Sid": "PulumiStateList",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": f"{state_bucket}/.pulumi/*",
+                "Action": "s3:ListBucket",
+                "Resource": arn.state_bucket,
+                "Condition": {"StringLike": {"s3:prefix": [".pulumi/meta.yaml", *(f"{p}*" for p in readable)]}},
             },
             {
-                "Sid": "PulumiSecretsAndOwnKey",
+                "Sid": "PulumiStateRead",
                 "Effect": "Allow",
-                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                "Resource": f"arn:aws:kms:{args.region}:{args.account_id}:key/*",
+                "Action": "s3:GetObject",
+                "Resource": [f"{arn.state_bucket}/.pulumi/meta.yaml", *(f"{arn.state_bucket}/{p}*" for p in readable)],
+            },
+            {
+                # The state bucket is SSE-KMS with its own key, used through S3 only.
+                "Sid": "PulumiStateKey",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", *(["kms:GenerateDataKey"] if write else [])],
+                "Resource": arn.any_key,
                 "Condition": {
-                    "ForAnyValue:StringEquals": {
-                        "kms:ResourceAliases": [
-                            names.secrets_key_alias(args.prefix),
-                            names.kms_key_alias(args.prefix, args.env),
-                        ]
-                    }
+                    "ForAnyValue:StringEquals": {"kms:ResourceAliases": names.state_key_alias(args.prefix)},
+                    "StringEquals": {"kms:ViaService": f"s3.{args.region}.amazonaws.com"},
                 },
             },
+            {
+                "Sid": "PulumiSecrets",
+                "Effect": "Allow",
+                "Action": [
+                    "kms:Decrypt",
+                    "kms:DescribeKey",
+                    *(["kms:Encrypt", "kms:GenerateDataKey"] if write else []),
+                ],
+                "Resource": arn.any_key,
+                "Condition": {
+                    "ForAnyValue:StringEquals": {"kms:ResourceAliases": names.secrets_key_alias(args.prefix, args.env)}
+                },
+            },
+        ]
+        if write:
+            statements.insert(
+                2,
+                {
+                    "Sid": "PulumiStateWrite",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject", "s3:DeleteObject"],
+                    "Resource": [f"{arn.state_bucket}/{p}*" for p in own],
+                },
+            )
+        return statements
+
+    def _preview_statements(self, arn: _Arns) -> list[Statement]:
+        """`pulumi preview` reads state and decrypts secrets; it calls no AWS API for unchanged resources."""
+        return self._state_statements(arn, write=False)
+
+    def _deploy_statements(self, arn: _Arns) -> list[Statement]:
+        """What CI needs to run the pipeline (dev), promote, and apply what a promotion changes.
+
+        Everything else (buckets, keys, roles, the alert topic, the retrain dispatch) belongs to the
+        administrator's `pulumi up`, and a deploy role can change no IAM at all: no path from a
+        merged pull request to administrator (tests/infra/iam/). Each grant below is needed by a
+        resource the promotion creates, updates or deletes, or by a call the pipeline makes; the
+        permission tests say which when one is missing.
+        """
+        args = self._args
+        scoped = f"{args.prefix}-{args.env}"
+        sagemaker = f"arn:aws:sagemaker:{args.region}:{args.account_id}"
+        own_key = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": names.kms_key_alias(args.prefix, args.env)}}
+        statements: list[Statement] = [
+            *self._state_statements(arn, write=True),
             {"Sid": "PipelineBuckets", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": arn.buckets},
             {
                 "Sid": "PipelineObjects",
@@ -305,76 +392,20 @@ class Roles(pulumi.ComponentResource):
                 "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
                 "Resource": arn.objects,
             },
-            {"Sid": "PipelineKey", "Effect": "Allow", "Action": ["kms:CreateGrant"], "Resource": arn.key},
             {
                 # The monitoring job's code, uploaded by `pulumi up` (content-addressed, tagged by default).
                 "Sid": "MonitoringCode",
                 "Effect": "Allow",
                 "Action": ["s3:DeleteObject", "s3:GetObjectTagging", "s3:PutObjectTagging"],
-                "Resource": pulumi.Output.concat(args.artifacts_bucket_arn, "/code/monitoring/*"),
+                "Resource": arn.monitoring_code,
             },
             {
-                "Sid": "ManageOwnBuckets",
+                # S3 objects are SSE-KMS with the environment's key; SageMaker takes grants on it.
+                "Sid": "UseOwnKey",
                 "Effect": "Allow",
-                "Action": [
-                    "s3:CreateBucket",
-                    "s3:DeleteBucket",
-                    "s3:GetBucket*",
-                    "s3:PutBucket*",
-                    "s3:DeleteBucketPolicy",
-                    "s3:GetEncryptionConfiguration",
-                    "s3:PutEncryptionConfiguration",
-                    "s3:GetLifecycleConfiguration",
-                    "s3:PutLifecycleConfiguration",
-                    "s3:GetAccelerateConfiguration",
-                    "s3:GetReplicationConfiguration",
-                    "s3:GetAnalyticsConfiguration",
-                ],
-                "Resource": f"arn:aws:s3:::{scoped}-*",
-            },
-            {
-                "Sid": "ManageOwnKey",
-                "Effect": "Allow",
-                "Action": [
-                    "kms:DescribeKey",
-                    "kms:GetKeyPolicy",
-                    "kms:GetKeyRotationStatus",
-                    "kms:EnableKeyRotation",
-                    "kms:ListResourceTags",
-                    "kms:TagResource",
-                ],
-                "Resource": arn.key,
-            },
-            {
-                "Sid": "ManageOwnAlias",
-                "Effect": "Allow",
-                "Action": ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
-                "Resource": [
-                    f"arn:aws:kms:{args.region}:{args.account_id}:alias/{scoped}",
-                    arn.key,
-                ],
-            },
-            {
-                # Only the execution role: the deploy role cannot edit itself, so widening its own
-                # permissions takes an administrator's `pulumi up`.
-                "Sid": "ManageExecutionRole",
-                "Effect": "Allow",
-                "Action": [
-                    "iam:GetRole",
-                    "iam:GetRolePolicy",
-                    "iam:ListRolePolicies",
-                    "iam:ListAttachedRolePolicies",
-                    "iam:PutRolePolicy",
-                    "iam:UpdateAssumeRolePolicy",
-                    "iam:TagRole",
-                ],
-                "Resource": arn.execution_role,
-            },
-            {
-                "Sid": "ReadDeployRole",
-                "Effect": "Allow",
-                "Action": ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies"],
-                "Resource": f"arn:aws:iam::{args.account_id}:role/{names.deploy_role_name(args.prefix, args.env)}",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant"],
+                "Resource": arn.any_key,
+                "Condition": own_key,
             },
             {
                 "Sid": "PassExecutionRoleToSageMaker",
@@ -384,7 +415,14 @@ class Roles(pulumi.ComponentResource):
                 "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             },
             {
-                "Sid": "SageMakerResources",
+                "Sid": "PassSchedulerRole",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": arn.scheduler_role,
+                "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+            },
+            {
+                "Sid": "EndpointResources",
                 "Effect": "Allow",
                 "Action": [
                     "sagemaker:CreateModel",
@@ -397,13 +435,9 @@ class Roles(pulumi.ComponentResource):
                     "sagemaker:UpdateEndpoint",
                     "sagemaker:DeleteEndpoint",
                     "sagemaker:DescribeEndpoint",
+                    # Application Auto Scaling checks that whoever registers a variant may scale it.
+                    "sagemaker:UpdateEndpointWeightsAndCapacities",
                     "sagemaker:InvokeEndpoint",
-                    "sagemaker:CreateTrainingJob",
-                    "sagemaker:DescribeTrainingJob",
-                    "sagemaker:StopTrainingJob",
-                    "sagemaker:CreateProcessingJob",
-                    "sagemaker:DescribeProcessingJob",
-                    "sagemaker:StopProcessingJob",
                     "sagemaker:AddTags",
                     "sagemaker:ListTags",
                     "sagemaker:DeleteTags",
@@ -412,25 +446,16 @@ class Roles(pulumi.ComponentResource):
                     f"{sagemaker}:model/{scoped}-*",
                     f"{sagemaker}:endpoint-config/{scoped}-*",
                     f"{sagemaker}:endpoint/{scoped}",
-                    f"{sagemaker}:training-job/{scoped}-*",
-                    f"{sagemaker}:processing-job/{scoped}-*",
                 ],
             },
             {
-                "Sid": "ModelRegistry",
+                # Listings carry no data, and IAM authorises them on "*" when the request names no ARN:
+                # `make prune-endpoint-configs` filters configs and models by this endpoint's names,
+                # and the registry lists one group's packages by its name (ListModelPackages).
+                "Sid": "Listings",
                 "Effect": "Allow",
-                "Action": [
-                    "sagemaker:CreateModelPackageGroup",
-                    "sagemaker:DescribeModelPackageGroup",
-                    "sagemaker:DeleteModelPackageGroup",
-                    "sagemaker:CreateModelPackage",
-                    "sagemaker:DescribeModelPackage",
-                    "sagemaker:UpdateModelPackage",
-                    "sagemaker:ListModelPackages",
-                    "sagemaker:AddTags",
-                    "sagemaker:ListTags",
-                ],
-                "Resource": [arn.model_package_group, arn.model_packages],
+                "Action": ["sagemaker:ListEndpointConfigs", "sagemaker:ListModels", "sagemaker:ListModelPackages"],
+                "Resource": "*",
             },
             {
                 "Sid": "MonitoringPipeline",
@@ -458,13 +483,6 @@ class Roles(pulumi.ComponentResource):
                 "Resource": arn.monitor_schedule,
             },
             {
-                "Sid": "PassSchedulerRole",
-                "Effect": "Allow",
-                "Action": "iam:PassRole",
-                "Resource": arn.scheduler_role,
-                "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
-            },
-            {
                 "Sid": "AlarmsAndDashboard",
                 "Effect": "Allow",
                 "Action": [
@@ -472,12 +490,38 @@ class Roles(pulumi.ComponentResource):
                     "cloudwatch:DeleteAlarms",
                     "cloudwatch:DescribeAlarms",
                     "cloudwatch:TagResource",
+                    "cloudwatch:UntagResource",
                     "cloudwatch:ListTagsForResource",
                     "cloudwatch:PutDashboard",
                     "cloudwatch:GetDashboard",
                     "cloudwatch:DeleteDashboards",
                 ],
-                "Resource": [arn.alarms, f"arn:aws:cloudwatch::{args.account_id}:dashboard/{scoped}"],
+                "Resource": [
+                    arn.alarms,
+                    # Target tracking creates and deletes its own alarms as the caller.
+                    arn.scaling_alarms,
+                    f"arn:aws:cloudwatch::{args.account_id}:dashboard/{scoped}",
+                ],
+            },
+            {
+                "Sid": "EndpointLogGroup",
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogGroup",
+                    "logs:DeleteLogGroup",
+                    "logs:PutRetentionPolicy",
+                    "logs:DeleteRetentionPolicy",
+                    "logs:TagResource",
+                    "logs:UntagResource",
+                    "logs:ListTagsForResource",
+                ],
+                "Resource": arn.endpoint_logs,
+            },
+            {
+                "Sid": "DescribeLogGroups",  # takes no resource (Service Authorization Reference)
+                "Effect": "Allow",
+                "Action": "logs:DescribeLogGroups",
+                "Resource": "*",
             },
             {
                 "Sid": "EndpointAutoscaling",
@@ -485,27 +529,107 @@ class Roles(pulumi.ComponentResource):
                 "Action": [
                     "application-autoscaling:RegisterScalableTarget",
                     "application-autoscaling:DeregisterScalableTarget",
-                    "application-autoscaling:DescribeScalableTargets",
                     "application-autoscaling:PutScalingPolicy",
                     "application-autoscaling:DeleteScalingPolicy",
-                    "application-autoscaling:DescribeScalingPolicies",
-                    "application-autoscaling:TagResource",
-                    "application-autoscaling:ListTagsForResource",
                 ],
-                "Resource": "*",
-                "Condition": {"StringEquals": {"application-autoscaling:service-namespace": "sagemaker"}},
+                "Resource": arn.scalable_targets,
+                "Condition": {
+                    "StringEquals": {
+                        "application-autoscaling:service-namespace": "sagemaker",
+                        "application-autoscaling:scalable-dimension": "sagemaker:variant:DesiredInstanceCount",
+                    }
+                },
             },
             {
-                "Sid": "Budget",
+                # Tagging carries no namespace or dimension in its request: it cannot be conditioned so.
+                "Sid": "TagScalableTargets",
                 "Effect": "Allow",
-                "Action": ["budgets:ViewBudget", "budgets:ModifyBudget"],
-                "Resource": f"arn:aws:budgets::{args.account_id}:budget/{scoped}",
+                "Action": [
+                    "application-autoscaling:TagResource",
+                    "application-autoscaling:UntagResource",
+                    "application-autoscaling:ListTagsForResource",
+                ],
+                "Resource": arn.scalable_targets,
+            },
+            {
+                "Sid": "DescribeAutoscaling",  # Describe* take no resource
+                "Effect": "Allow",
+                "Action": [
+                    "application-autoscaling:DescribeScalableTargets",
+                    "application-autoscaling:DescribeScalingPolicies",
+                    "application-autoscaling:DescribeScheduledActions",
+                ],
+                "Resource": "*",
             },
             {
                 "Sid": "ReadJobLogs",
                 "Effect": "Allow",
                 "Action": ["logs:GetLogEvents", "logs:DescribeLogStreams", "logs:FilterLogEvents"],
                 "Resource": arn.sagemaker_logs,
+            },
+        ]
+        if args.env == "dev":  # only the stack that trains runs the pipeline's jobs
+            statements.append(
+                {
+                    "Sid": "PipelineJobs",
+                    "Effect": "Allow",
+                    "Action": [
+                        "sagemaker:CreateTrainingJob",
+                        "sagemaker:DescribeTrainingJob",
+                        "sagemaker:StopTrainingJob",
+                        "sagemaker:CreateProcessingJob",
+                        "sagemaker:DescribeProcessingJob",
+                        "sagemaker:StopProcessingJob",
+                        "sagemaker:AddTags",
+                    ],
+                    "Resource": [f"{sagemaker}:training-job/{scoped}-*", f"{sagemaker}:processing-job/{scoped}-*"],
+                }
+            )
+            statements.append(
+                {
+                    # The sagemaker SDK reads the staging bucket's creation date (ListBuckets) before it
+                    # builds a training job, outside any error handling (sagemaker-core session_helper,
+                    # Session._create_s3_bucket_if_it_does_not_exist); it lists names only.
+                    "Sid": "SdkBucketCheck",
+                    "Effect": "Allow",
+                    "Action": "s3:ListAllMyBuckets",
+                    "Resource": "*",
+                }
+            )
+        statements.append(self._registry_statement(arn))
+        if arn.registry_objects is not None:
+            statements += self._registry_read_statements(arn)
+        return statements
+
+    def _registry_statement(self, arn: _Arns) -> Statement:
+        actions = [
+            "sagemaker:DescribeModelPackageGroup",
+            "sagemaker:DescribeModelPackage",
+            "sagemaker:ListModelPackages",
+        ]
+        if not self._args.reads_registry_state:  # the stack that trains registers
+            actions += [
+                "sagemaker:CreateModelPackage",
+                "sagemaker:UpdateModelPackage",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ]
+        return {"Sid": "ModelRegistry", "Effect": "Allow", "Action": actions, "Resource": arn.registry_resources}
+
+    def _registry_read_statements(self, arn: _Arns) -> list[Statement]:
+        # The smoke test scores the registered model offline, from the registry's bucket.
+        return [
+            {
+                "Sid": "ReadRegistryModels",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": arn.registry_objects,
+            },
+            {
+                "Sid": "DecryptRegistryModels",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:DescribeKey"],
+                "Resource": arn.registry_key,
             },
         ]
 
@@ -515,17 +639,30 @@ class _Arns:
 
     def __init__(self, args: RolesArgs) -> None:
         account, region = args.account_id, args.region
+        registry_account = args.registry_account_id or account
+        scoped = f"{args.prefix}-{args.env}"
         self.buckets = [args.data_bucket_arn, args.artifacts_bucket_arn]
         self.objects = [pulumi.Output.concat(bucket, "/*") for bucket in self.buckets]
+        self.monitoring_code = pulumi.Output.concat(args.artifacts_bucket_arn, "/code/monitoring/*")
         self.key = args.kms_key_arn
+        # Keys named by alias (kms:ResourceAliases): the environment's, and its stack-secrets key.
+        self.any_key = f"arn:aws:kms:{region}:{account}:key/*"
+        self.state_bucket = f"arn:aws:s3:::{names.state_bucket_name(args.prefix, account)}"
         self.model_package_group = (
-            f"arn:aws:sagemaker:{region}:{account}:model-package-group/{args.model_package_group}"
+            f"arn:aws:sagemaker:{region}:{registry_account}:model-package-group/{args.model_package_group}"
         )
-        self.model_packages = f"arn:aws:sagemaker:{region}:{account}:model-package/{args.model_package_group}/*"
+        self.model_packages = (
+            f"arn:aws:sagemaker:{region}:{registry_account}:model-package/{args.model_package_group}/*"
+        )
+        self.registry_resources = [self.model_package_group, self.model_packages]
         self.sagemaker_logs = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*"
-        self.alarms = f"arn:aws:cloudwatch:{region}:{account}:alarm:{args.prefix}-{args.env}-*"
+        self.endpoint_logs = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{scoped}"
+        self.alarms = f"arn:aws:cloudwatch:{region}:{account}:alarm:{scoped}-*"
+        # Application Auto Scaling names target tracking alarms "TargetTracking-<resource id>-...".
+        self.scaling_alarms = f"arn:aws:cloudwatch:{region}:{account}:alarm:TargetTracking-endpoint/{scoped}/*"
+        # A scalable target's ARN carries an id AWS makes up; the variant's own naming is all one can scope.
+        self.scalable_targets = f"arn:aws:application-autoscaling:{region}:{account}:scalable-target/*"
         self.execution_role = f"arn:aws:iam::{account}:role/{names.execution_role_name(args.prefix, args.env)}"
-        scoped = f"{args.prefix}-{args.env}"
         self.monitor_pipeline = f"arn:aws:sagemaker:{region}:{account}:pipeline/{scoped}-monitor"
         # SageMaker Pipelines name the jobs they start "pipelines-<execution>-<step>-<hash>".
         self.pipeline_jobs = f"arn:aws:sagemaker:{region}:{account}:processing-job/pipelines-*"

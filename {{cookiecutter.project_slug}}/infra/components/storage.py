@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -33,6 +34,8 @@ class StorageArgs:
     account_id: str
     noncurrent_version_days: int
     access_log_days: int
+    # Roles of other accounts that read the registry's models (account_layout per-environment).
+    readers: list[str] = field(default_factory=list)
 
 
 class Storage(pulumi.ComponentResource):
@@ -46,11 +49,14 @@ class Storage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self._args = args
 
+        # Losing the key loses every object encrypted with it: protected and kept even on `pulumi destroy`.
+        kept = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
         self.key = rotating_key(
             f"{name}-key",
             f"{args.prefix} {args.env}: buckets, training volumes, endpoint storage, data capture",
             names.kms_key_alias(args.prefix, args.env),
-            child,
+            kept,
+            policy=key_policy(args.account_id, args.readers),
         )
 
         # S3 server access logs can only be delivered to a bucket encrypted with SSE-S3.
@@ -70,7 +76,7 @@ class Storage(pulumi.ComponentResource):
             opts=child,
         )
         self.data_bucket = self._bucket("data", log_bucket=self.log_bucket)
-        self.artifacts_bucket = self._bucket("artifacts", log_bucket=self.log_bucket)
+        self.artifacts_bucket = self._bucket("artifacts", log_bucket=self.log_bucket, readers=args.readers)
         self.register_outputs(
             {
                 "kms_key_arn": self.key.arn,
@@ -80,7 +86,9 @@ class Storage(pulumi.ComponentResource):
             }
         )
 
-    def _bucket(self, purpose: str, log_bucket: aws.s3.Bucket | None) -> aws.s3.Bucket:
+    def _bucket(
+        self, purpose: str, log_bucket: aws.s3.Bucket | None, readers: list[str] | None = None
+    ) -> aws.s3.Bucket:
         args = self._args
         return secure_bucket(
             f"{args.env}-{purpose}",
@@ -91,13 +99,56 @@ class Storage(pulumi.ComponentResource):
             noncurrent_version_days=args.noncurrent_version_days,
             account_id=args.account_id,
             parent=self,
+            # Data and models are what the project exists for; access logs may go with the stack.
+            keep=purpose != "access-logs",
+            readers=readers or [],
         )
 
 
-def rotating_key(logical: str, description: str, alias: str, opts: pulumi.ResourceOptions) -> aws.kms.Key:
+def key_policy(account_id: str, readers: list[str]) -> str:
+    """The account administers the key; named roles of other accounts may decrypt what it encrypts.
+
+    Cross-account grants name the other account as principal and the role by aws:PrincipalArn: a
+    key policy that named a role not yet created in that account would be refused.
+    """
+    statements: list[dict[str, object]] = [
+        {
+            "Sid": "AccountAdministersTheKey",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+    ]
+    if readers:
+        statements.append(
+            {
+                "Sid": "OtherEnvironmentsReadTheRegistry",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted({f"arn:aws:iam::{arn.split(':')[4]}:root" for arn in readers})},
+                "Action": ["kms:Decrypt", "kms:DescribeKey"],
+                "Resource": "*",
+                "Condition": {"ArnEquals": {"aws:PrincipalArn": readers}},
+            }
+        )
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def rotating_key(
+    logical: str, description: str, alias: str, opts: pulumi.ResourceOptions, policy: str | None = None
+) -> aws.kms.Key:
     """A KMS key that rotates yearly, with a 30-day deletion window, and its alias."""
-    key = aws.kms.Key(logical, description=description, enable_key_rotation=True, deletion_window_in_days=30, opts=opts)
-    aws.kms.Alias(f"{logical}-alias", name=alias, target_key_id=key.key_id, opts=opts)
+    key = aws.kms.Key(
+        logical,
+        description=description,
+        enable_key_rotation=True,
+        deletion_window_in_days=30,
+        policy=policy,
+        opts=opts,
+    )
+    aws.kms.Alias(
+        f"{logical}-alias", name=alias, target_key_id=key.key_id, opts=pulumi.ResourceOptions(parent=opts.parent)
+    )
     return key
 
 
@@ -109,6 +160,8 @@ def secure_bucket(
     noncurrent_version_days: int,
     account_id: str,
     parent: pulumi.Resource,
+    keep: bool = True,
+    readers: list[str] | None = None,
 ) -> aws.s3.Bucket:
     """A bucket with every guard rail: no public access, no ACLs, versioning, encryption, TLS only.
 
@@ -117,7 +170,10 @@ def secure_bucket(
     log_bucket, and noncurrent versions expire.
     """
     child = pulumi.ResourceOptions(parent=parent)
-    bucket = aws.s3.Bucket(logical, bucket=bucket_name, opts=child)
+    # keep: `pulumi destroy` (or a refactor that drops the bucket) must not take the data with it.
+    bucket = aws.s3.Bucket(
+        logical, bucket=bucket_name, opts=pulumi.ResourceOptions(parent=parent, protect=keep, retain_on_delete=keep)
+    )
     aws.s3.BucketPublicAccessBlock(
         f"{logical}-public-access-block",
         bucket=bucket.id,
@@ -172,6 +228,18 @@ def secure_bucket(
                 "Action": "s3:PutObject",
                 "Resource": pulumi.Output.concat(bucket.arn, "/*"),
                 "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            }
+        )
+    if readers:
+        extra.append(
+            {
+                # Models, baselines and evaluations are content-addressed under sha256/.
+                "Sid": "OtherEnvironmentsReadTheRegistry",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted({f"arn:aws:iam::{arn.split(':')[4]}:root" for arn in readers})},
+                "Action": "s3:GetObject",
+                "Resource": pulumi.Output.concat(bucket.arn, "/sha256/*"),
+                "Condition": {"ArnEquals": {"aws:PrincipalArn": readers}},
             }
         )
     if log_bucket is not None:

@@ -17,6 +17,7 @@ from ml.backends.local_registry import LocalModelRegistry
 from ml.backends.warm import ForkServer, WarmStarts, imports_of
 from ml.config import PROJECT_ROOT, Config
 from ml.errors import ConfigError
+from ml.stack_outputs import StackOutputs
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,13 @@ AWS_GROUP_FIX = (
 )
 
 
+def applied_endpoint(outputs: StackOutputs) -> tuple[int, str] | None:
+    """(version, endpoint config) that the stack's last `pulumi up` applied, when the outputs carry both."""
+    if outputs.model_version and outputs.endpoint_config_name:
+        return int(outputs.model_version), outputs.endpoint_config_name
+    return None
+
+
 def aws_backends(config: Config) -> Backends:
     # Imported here so a local run never pays for boto3 and the sagemaker SDK (nor installs them).
     from functools import cache
@@ -127,6 +135,7 @@ def aws_backends(config: Config) -> Backends:
             image_uri,
             config.aws.instance_type,
             config.aws.managed_spot,
+            cost_tags={"project": config.project.resource_prefix, "environment": config.env},
             ledger=job_ledger(config),
         ),
         endpoint=SageMakerEndpoint(
@@ -138,6 +147,13 @@ def aws_backends(config: Config) -> Backends:
             # Where the endpoint config's DataCaptureConfig writes (infra/components/endpoint.py).
             s3_client=session.client("s3", config=retries),
             capture_uri=f"s3://{outputs.artifacts_bucket}/data-capture/{endpoint_name}/",
+            cloudwatch_client=session.client("cloudwatch", config=retries),
+            autoscaling_client=session.client("application-autoscaling", config=retries),
+            applied=applied_endpoint(outputs),
+            rollback_alarms=tuple(
+                names.alarm_name(config.project.resource_prefix, config.env, signal)
+                for signal in names.ROLLBACK_SIGNALS
+            ),
         ),
         desired_state=stack_file(config, config.env),
         forks=ForkServer(job_preload()),

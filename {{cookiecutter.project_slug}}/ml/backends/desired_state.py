@@ -30,6 +30,8 @@ class StackConfigFile:
         self.key = f"{namespace}:{MODEL_VERSION_KEY}"
         self._yaml = YAML()
         self._yaml.preserve_quotes = True
+        # Never fold a long line (a secrets provider URL, a key ARN): the file must read as it was written.
+        self._yaml.width = 4096
 
     def _fix(self) -> str:
         """How to repair the file: a committed stack file comes back from git, local state is re-made."""
@@ -65,6 +67,12 @@ class StackConfigFile:
         if version < 1:
             raise ConfigError(f"{self.path}: {self.key} must be 1 or more, not {version}")
         return version
+
+    def value(self, key: str) -> str | None:
+        """Another key of the stack file, as text (None when absent)."""
+        config: Any = self._load().get("config") or {}
+        found = config.get(f"{self.namespace}:{key}")
+        return None if found in (None, "") else str(found)
 
     def write(self, version: int, extra: dict[str, str] | None = None) -> bool:
         """Set the version (and keys that belong with it, such as its monitoring baseline)."""

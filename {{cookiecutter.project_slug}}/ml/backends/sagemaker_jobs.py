@@ -7,10 +7,12 @@ so test data never leaves the account. Both encrypt volumes and outputs with the
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,25 @@ def sklearn_image_uri(region: str, framework_version: str, instance_type: str) -
     return str(image_uris.retrieve("sklearn", region=region, version=framework_version, instance_type=instance_type))
 
 
+@contextlib.contextmanager
+def _sdk_role_validation_off() -> Iterator[None]:
+    """The sagemaker SDK validates the execution role when a ModelTrainer is built, with
+    iam:SimulatePrincipalPolicy: it simulates resource-scoped actions without their resources and
+    so rejects the least-privilege role infra/ creates, and CI's deploy role may not simulate at
+    all. The role is proven elsewhere (tests/infra/iam/); SageMaker itself checks it when the job
+    starts. SAGEMAKER_VALIDATE_ROLE is the SDK's own switch (sagemaker.core.helper.iam_role_resolver).
+    """
+    previous = os.environ.get("SAGEMAKER_VALIDATE_ROLE")
+    os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("SAGEMAKER_VALIDATE_ROLE", None)
+        else:
+            os.environ["SAGEMAKER_VALIDATE_ROLE"] = previous
+
+
 class SageMakerJobRunner:
     def __init__(
         self,
@@ -43,6 +64,7 @@ class SageMakerJobRunner:
         spot: bool = False,
         poll_seconds: float = 15.0,
         grace_seconds: float = 1800.0,
+        cost_tags: dict[str, str] | None = None,
         ledger: JobLedger | None = None,
     ) -> None:
         self._session = session
@@ -54,6 +76,9 @@ class SageMakerJobRunner:
         self._spot = spot
         self._poll = poll_seconds
         self._grace = grace_seconds
+        # The tags the environment's budget filters on (infra/components/monitoring.py), as Pulumi's
+        # default tags give the stack's own resources: jobs are not Pulumi's, so they are tagged here.
+        self._cost_tags = dict(cost_tags or {})
         self._ledger = ledger
 
     def prepare(self, source_files: tuple[Path, ...]) -> None:
@@ -79,29 +104,30 @@ class SageMakerJobRunner:
         with tempfile.TemporaryDirectory() as source_dir:
             for source in spec.source_files:
                 shutil.copy2(source, Path(source_dir) / source.name)
-            trainer = ModelTrainer(
-                training_image=self._image_uri(),
-                role=outputs.execution_role_arn,
-                sagemaker_session=Session(
-                    boto_session=self._session, default_bucket=bucket, default_bucket_prefix="sagemaker"
-                ),
-                base_job_name=base_job_name,
-                source_code=SourceCode(source_dir=source_dir, entry_script=spec.entry_point.name),
-                compute=Compute(
-                    instance_type=self._instance_type,
-                    instance_count=1,
-                    volume_size_in_gb=30,
-                    volume_kms_key_id=outputs.kms_key_arn,
-                    enable_managed_spot_training=self._spot,
-                ),
-                stopping_condition=stopping,
-                checkpoint_config=checkpoint,
-                output_data_config=OutputDataConfig(
-                    s3_output_path=f"s3://{bucket}/training", kms_key_id=outputs.kms_key_arn
-                ),
-                hyperparameters=dict(spec.hyperparameters),
-                tags=[Tag(key=key, value=value) for key, value in spec.tags.items()],
-            )
+            with _sdk_role_validation_off():
+                trainer = ModelTrainer(
+                    training_image=self._image_uri(),
+                    role=outputs.execution_role_arn,
+                    sagemaker_session=Session(
+                        boto_session=self._session, default_bucket=bucket, default_bucket_prefix="sagemaker"
+                    ),
+                    base_job_name=base_job_name,
+                    source_code=SourceCode(source_dir=source_dir, entry_script=spec.entry_point.name),
+                    compute=Compute(
+                        instance_type=self._instance_type,
+                        instance_count=1,
+                        volume_size_in_gb=30,
+                        volume_kms_key_id=outputs.kms_key_arn,
+                        enable_managed_spot_training=self._spot,
+                    ),
+                    stopping_condition=stopping,
+                    checkpoint_config=checkpoint,
+                    output_data_config=OutputDataConfig(
+                        s3_output_path=f"s3://{bucket}/training", kms_key_id=outputs.kms_key_arn
+                    ),
+                    hyperparameters=dict(spec.hyperparameters),
+                    tags=[Tag(key=key, value=value) for key, value in self._tags(spec.tags).items()],
+                )
             inputs = [InputData(channel_name=name, data_source=uri) for name, uri in spec.channels.items()]
             # Created without waiting, so the job is on the ledger before anything can interrupt the wait.
             trainer.train(input_data_config=inputs, wait=False, logs=False)
@@ -153,6 +179,9 @@ class SageMakerJobRunner:
     def _describe_processing(self, job_name: str) -> dict[str, Any]:
         description: dict[str, Any] = self._sm.describe_processing_job(ProcessingJobName=job_name)
         return description
+
+    def _tags(self, tags: dict[str, str]) -> dict[str, str]:
+        return {**tags, **self._cost_tags}
 
     def _describe_training(self, job_name: str) -> dict[str, Any]:
         description: dict[str, Any] = self._sm.describe_training_job(TrainingJobName=job_name)
@@ -219,7 +248,7 @@ class SageMakerJobRunner:
                 }
             },
             StoppingCondition={"MaxRuntimeInSeconds": spec.max_runtime_seconds},
-            Tags=[{"Key": key, "Value": value} for key, value in spec.tags.items()],
+            Tags=[{"Key": key, "Value": value} for key, value in self._tags(spec.tags).items()],
         )
         self._started("processing", spec.job_name)
         description = self._wait("processing", spec.job_name, spec.max_runtime_seconds)

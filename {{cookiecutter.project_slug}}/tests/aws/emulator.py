@@ -42,6 +42,8 @@ class ContainerEmulator:
     requests: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"training": [], "processing": []})
     training_outcome: Outcome | None = None
     forks: ForkServer = field(default_factory=lambda: ForkServer(job_preload()))
+    # True while the emulator plays a job: its calls are SageMaker's, made as the execution role.
+    running_job: bool = False
 
     def _run(self, script: Path, arguments: list[str], env: dict[str, str], log: Path) -> None:
         """Run a container script as the container would, forked from a server that imported its libraries."""
@@ -96,7 +98,21 @@ class ContainerEmulator:
         bucket, key = uri[5:].split("/", 1)
         self.session.client("s3").upload_file(str(path), bucket, key)
 
-    def _run_training(self, **_: Any) -> None:
+    def _run_training(self, **kwargs: Any) -> None:
+        self.running_job = True
+        try:
+            self._train(**kwargs)
+        finally:
+            self.running_job = False
+
+    def _run_processing(self, **kwargs: Any) -> None:
+        self.running_job = True
+        try:
+            self._process(**kwargs)
+        finally:
+            self.running_job = False
+
+    def _train(self, **_: Any) -> None:
         request = self.requests["training"][-1]
         name = request["TrainingJobName"]
         backend = sagemaker_backends[self.account][self.region]
@@ -125,7 +141,7 @@ class ContainerEmulator:
             output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
             self._upload(tarball, f"{output}/{name}/output/model.tar.gz")
 
-    def _run_processing(self, **_: Any) -> None:
+    def _process(self, **_: Any) -> None:
         request = self.requests["processing"][-1]
         with tempfile.TemporaryDirectory() as scratch:
             root = Path(scratch)

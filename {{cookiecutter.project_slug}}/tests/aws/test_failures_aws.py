@@ -280,7 +280,7 @@ def test_a_missing_endpoint_has_no_status(tmp_path: Path) -> None:
     assert SageMakerEndpoint(sagemaker, None, "tc-dev", "dev", tmp_path).status() is None
 
 
-def test_invoke_maps_model_errors_to_http_status(tmp_path: Path) -> None:
+def test_invoke_reports_the_containers_answer_and_where_its_log_is(tmp_path: Path) -> None:
     runtime, stubber = stubbed("sagemaker-runtime")
     stubber.add_response(
         "invoke_endpoint",
@@ -292,14 +292,19 @@ def test_invoke_maps_model_errors_to_http_status(tmp_path: Path) -> None:
             "Accept": "application/json",
         },
     )
+    # What InvokeEndpoint answers when the container raised: a ModelError (HTTP 424) carrying the
+    # container's own status, which the scikit-learn container sets to 500 for every handler error
+    # (tests/test_container_parity.py in the template), and the log stream to read.
+    stream = f"arn:aws:logs:{REGION}:123456789012:log-group:/aws/sagemaker/Endpoints/tc-dev"
     stubber.add_client_error(
         "invoke_endpoint",
         "ModelError",
-        "Received client error (400)",
+        "Received server error (500) from primary with message ...",
         http_status_code=424,
-        response_meta={"OriginalStatusCode": 400},
+        response_meta={"OriginalStatusCode": 500},
+        modeled_fields={"OriginalStatusCode": 500, "LogStreamArn": stream},
     )
     endpoint = SageMakerEndpoint(None, runtime, "tc-dev", "dev", tmp_path)
     assert endpoint.invoke(b"1,2\n", "text/csv", "application/json") == b'{"predictions": []}'
-    with pytest.raises(EndpointError, match="HTTP"):
+    with pytest.raises(EndpointError, match=r"answered HTTP 500.*container's log has the reason: arn:aws:logs"):
         endpoint.invoke(b"1,2\n", "text/csv", "application/json")

@@ -26,9 +26,11 @@ from ml import names, schema
 from ml.backends.sagemaker_endpoint import SageMakerEndpoint
 from ml.serving import BackgroundCapture, ContainerApp, DataCapture, unpack
 from ml.steps.monitor import ground_truth_records
+from tests.aws.iam_calls import Recorder, needs_of
 from tests.aws.steps import CONFIG, packages, run_steps
 from tests.aws_fixtures import Account
 from tests.data_factory import example_frame
+from tests.infra.iam.evaluate import allowed, role
 
 pytestmark = pytest.mark.xdist_group("aws-monitoring")
 PREFIX = CONFIG.project.resource_prefix
@@ -37,7 +39,14 @@ NAMESPACE = names.metrics_namespace(PREFIX)
 
 
 @pytest.fixture(scope="module")
-def promoted(aws_module: Account) -> Account:
+def recorder(aws_module: Account) -> Recorder:
+    calls = Recorder()
+    calls.install(aws_module.session, aws_module.emulator)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def promoted(aws_module: Account, recorder: Recorder) -> Account:
     run_steps()
     return aws_module
 
@@ -210,6 +219,29 @@ def test_every_monitoring_alarm_reads_a_metric_the_job_publishes(drifted: Run, s
     for alarm in ours:
         assert alarm["metricName"] in drifted.metrics, alarm["name"]
         assert alarm["dimensions"] == {"Endpoint": ENDPOINT}, alarm["name"]
+
+
+def test_the_job_calls_only_what_the_execution_role_allows(
+    drifted: Run, promoted: Account, stack: StackRun, recorder: Recorder
+) -> None:
+    """The monitoring job reads S3 and publishes metrics as the execution role the pipeline runs it as."""
+    policy = stack.one("aws:iam/rolePolicy:RolePolicy", "dev-sagemaker-execution-policy").inputs["policy"]
+    execution = role(stack.outputs["execution_role_arn"], policy)
+    moto_key, stack_key = promoted.outputs["kms_key_arn"], stack.outputs["kms_key_arn"]
+    keys: dict[str, tuple[str, list[str]]] = {
+        promoted.outputs[b]: (stack_key, []) for b in ("data_bucket", "artifacts_bucket")
+    }
+    judged = [
+        n
+        for c in recorder.calls
+        if c.as_job
+        for n in needs_of(c, CONFIG.project.aws_region, CONFIG.project.aws_account_id, keys)
+    ]
+    assert {"cloudwatch:PutMetricData", "s3:GetObject", "s3:ListBucket"} <= {n.action for n in judged}
+    refused = [
+        n for n in judged if not allowed(execution, n.action, n.resource.replace(moto_key, stack_key), n.context)
+    ]
+    assert not refused, "\n".join(sorted({f"{n.call}: {n.action} on {n.resource}" for n in refused}))
 
 
 def test_each_run_reports_into_its_own_folder(healthy: Run, drifted: Run) -> None:

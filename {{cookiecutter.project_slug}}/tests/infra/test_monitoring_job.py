@@ -21,7 +21,7 @@ from botocore.validate import ParamValidator
 
 from infra.components import monitoring_job
 from infra.mocks import StackRun, run_stack
-from infra.settings import StackConfigError
+from infra.settings import REAL_TIME_ONLY, StackConfigError
 from ml import monitor_job, names
 from ml.config import load_config
 
@@ -208,7 +208,7 @@ def test_the_schedule_starts_the_pipeline_as_a_role_that_may_only_do_that(monito
 
 def test_the_execution_role_may_run_the_step_and_publish_where_the_alarms_read(monitored: StackRun) -> None:
     statements = policy_of(monitored, "prod-sagemaker-execution-policy")
-    account = PROJECT.aws_account_id
+    account = PROJECT.account("prod")
     job = f"arn:aws:sagemaker:{REGION}:{account}:processing-job/pipelines-exec1-monitor-a1b2c3"
     assert allows(statements, "sagemaker:CreateProcessingJob", job)
     assert allows(statements, "iam:PassRole", monitored.outputs["execution_role_arn"])
@@ -300,7 +300,8 @@ def test_the_deploy_role_may_create_and_update_the_monitoring_job(monitored: Sta
 @pytest.mark.parametrize(
     ("stack", "changes"),
     [
-        ("staging", {**MONITORED, "endpoint_type": "serverless", "data_capture_percent": 0, "instance_count": 1}),
+        # Whatever the stack file holds for real-time endpoints is dropped with the switch.
+        ("staging", {**MONITORED, "endpoint_type": "serverless", **dict.fromkeys(REAL_TIME_ONLY)}),
         ("prod", {**MONITORED, "data_capture_percent": 0}),
         ("prod", {**MONITORED, "model_version": None}),
         ("prod", {**MONITORED, "monitoring_baseline_constraints": None}),

@@ -12,6 +12,10 @@ import pytest
 
 from infra import policies
 from infra.mocks import Captured, StackRun, run_stack
+from ml import names
+from ml.config import load_config
+
+PROJECT = load_config().project
 
 Mutation = Callable[[list[Captured]], list[Captured]]
 MONITORED = {
@@ -109,6 +113,20 @@ BAD_FIXTURES = {
         ),
         name="prod-github-deploy",
     ),
+    # Today's path to administrator: the deploy role edits the execution role's policy, then passes it to a job.
+    "github-roles-change-no-iam": change(
+        policies.ROLE_POLICY,
+        edit_policy(
+            lambda d: d["Statement"].append(
+                {
+                    "Effect": "Allow",
+                    "Action": ["iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy"],
+                    "Resource": f"arn:aws:iam::{PROJECT.aws_account_id}:role/{names.execution_role_name(PROJECT.resource_prefix, 'prod')}",
+                }
+            )
+        ),
+        name="prod-github-deploy-policy",
+    ),
     "rollback-alarms-wired": change(
         policies.ENDPOINT, set_key(["deploymentConfig", "autoRollbackConfiguration", "alarms"], [])
     ),
@@ -171,6 +189,33 @@ EXTRA_BAD_FIXTURES = {
         change(policies.ALARM, lambda inputs: inputs.update(alarmActions=["arn:aws:sns:eu-west-1:1:other"])),
     ),
     "rollback-alarms-wired (dangling alarm)": ("rollback-alarms-wired", drop("aws:cloudwatch/metricAlarm:MetricAlarm")),
+    "oidc-trust-pinned (preview role trusts the deploy environment)": (
+        "oidc-trust-pinned",
+        change(
+            policies.ROLE,
+            edit_policy(
+                _first_statement(
+                    lambda s: s["Condition"]["StringEquals"].update(
+                        {
+                            "token.actions.githubusercontent.com:sub": f"repo:{PROJECT.github_repository}:environment:production"
+                        }
+                    )
+                ),
+                key="assumeRolePolicy",
+            ),
+            name="prod-github-preview",
+        ),
+    ),
+    "github-roles-change-no-iam (preview role assumes another)": (
+        "github-roles-change-no-iam",
+        change(
+            policies.ROLE_POLICY,
+            edit_policy(
+                lambda d: d["Statement"].append({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "x"})
+            ),
+            name="prod-github-preview-policy",
+        ),
+    ),
     "oidc-trust-pinned (any audience)": (
         "oidc-trust-pinned",
         change(

@@ -10,16 +10,19 @@ from infra import program
 from infra.mocks import capture, default_mocks, stack_values
 from infra.settings import StackConfigError
 from ml.config import load_config
+from tests.infra.iam.scenarios import LAYOUTS, layout_overrides
 
 PREFIX = load_config().project.resource_prefix
+SINGLE = LAYOUTS["single"]
 
 
 def declare_with(stack: str, changes: dict[str, Any]) -> tuple[StackConfigError, list[str]]:
-    values = {**stack_values(stack, PREFIX), **changes}
+    # In the one-account layout, whichever this project was baked with.
+    values = {**stack_values(stack, PREFIX), **layout_overrides(stack, SINGLE), **changes}
     config = {f"{PREFIX}:{key}": value for key, value in values.items() if value is not None}
-    mocks = default_mocks()
+    mocks = default_mocks(SINGLE, stack)
     with pytest.raises(StackConfigError) as error:
-        capture(PREFIX, stack, config, mocks, lambda: program.build(program.load_settings()))
+        capture(PREFIX, stack, config, mocks, lambda: program.build(program.load_settings(SINGLE)))
     return error.value, mocks.registered
 
 
@@ -56,6 +59,27 @@ BAD = [
     pytest.param("dev", {"model_version": "latest"}, "model_version", "written by `make promote`", id="version"),
     pytest.param("staging", {"registry_stack": None}, "registry_stack", "organization/<project>/dev", id="registry"),
     pytest.param("dev", {"instance_type": "m5.large"}, "instance_type", "ml.m5.large", id="instance-type"),
+    # Serverless Inference's feature exclusions: no instances to count, no capture, no canary.
+    pytest.param(
+        "dev",
+        {"endpoint_type": "serverless", "instance_count": 2},
+        "instance_count",
+        "apply to real-time endpoints only",
+        id="serverless-instances",
+    ),
+    pytest.param(
+        "dev",
+        {"endpoint_type": "serverless", "canary_percent": 20},
+        "canary_percent",
+        "shift traffic all at once",
+        id="serverless-canary",
+    ),
+    # SageMaker's blue/green canary is at most half the fleet.
+    pytest.param("prod", {"canary_percent": 60}, "canary_percent", "1 to 50", id="canary-over-half"),
+    pytest.param("dev", {"log_retention_days": 45}, "log_retention_days", "one of 1, 3, 5", id="log-retention"),
+    pytest.param(
+        "prod", {"monitoring_schedule": "every hour"}, "monitoring_schedule", "EventBridge Scheduler", id="schedule"
+    ),
 ]
 
 
@@ -83,3 +107,28 @@ def test_every_committed_stack_file_uses_only_known_keys() -> None:
 
     for stack in STACKS:
         assert set(stack_values(stack, PREFIX)) <= set(KEYS)
+
+
+PER_ENVIRONMENT = load_config().project.model_copy(
+    update={"account_layout": "per-environment", "accounts": {"staging": "234567890123", "prod": "345678901234"}}
+)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"registry_stack": "organization/p/dev"}, "registry_stack cannot work with account_layout per-environment"),
+        ({"registry_stack": None, "registry_kms_key_arn": None}, "registry_kms_key_arn is required in the staging stack"),
+        ({"registry_stack": None, "registry_kms_key_arn": "arn:aws:kms:eu-west-1:999999999999:key/k"},
+         "is not a key of dev's account"),
+        ({"registry_stack": None, "registry_kms_key_arn": "alias/dev"}, "registry_kms_key_arn"),
+    ],
+    ids=["stack-reference", "no-key", "foreign-key", "not-an-arn"],
+)  # fmt: skip
+def test_the_per_environment_layout_finds_the_registry_through_the_stack_file(
+    changes: dict[str, Any], message: str
+) -> None:
+    from infra.mocks import run_stack
+
+    with pytest.raises(StackConfigError, match=message):
+        run_stack("staging", changes, PER_ENVIRONMENT)

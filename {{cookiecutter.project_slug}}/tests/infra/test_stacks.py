@@ -6,8 +6,11 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from infra import policies
+from infra.components.endpoint import canary_instances
 from infra.mocks import StackRun, run_stack, stack_values
 from infra.settings import STACKS
 from ml import names
@@ -22,6 +25,7 @@ CONTRACT = {
     "kms_key_arn",
     "execution_role_arn",
     "deploy_role_arn",
+    "preview_role_arn",
     "model_package_group",
 }
 ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
@@ -53,11 +57,11 @@ def test_every_policy_passes(name: str, version: int | None) -> None:
 @pytest.mark.parametrize(("name", "version"), CASES)
 def test_outputs_are_the_contract_ml_reads(name: str, version: int | None) -> None:
     outputs = stack(name, version).outputs
-    expected = CONTRACT | ({"endpoint_name", "model_version"} if version else set())
+    expected = CONTRACT | ({"endpoint_name", "endpoint_config_name", "model_version"} if version else set())
     assert set(outputs) == expected
-    assert outputs["data_bucket"] == names.bucket_name(PREFIX, name, "data", ACCOUNT)
-    assert outputs["artifacts_bucket"] == names.bucket_name(PREFIX, name, "artifacts", ACCOUNT)
-    assert outputs["kms_key_arn"].startswith(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/")
+    assert outputs["data_bucket"] == names.bucket_name(PREFIX, name, "data", PROJECT.account(name))
+    assert outputs["artifacts_bucket"] == names.bucket_name(PREFIX, name, "artifacts", PROJECT.account(name))
+    assert outputs["kms_key_arn"].startswith(f"arn:aws:kms:{REGION}:{PROJECT.account(name)}:key/")
     assert outputs["execution_role_arn"].endswith(f":role/{names.execution_role_name(PREFIX, name)}")
     if version:
         assert outputs["endpoint_name"] == names.endpoint_name(PREFIX, name)
@@ -81,7 +85,8 @@ def test_an_endpoint_exists_only_once_a_version_is_promoted(name: str, version: 
     assert model.inputs["primaryContainer"]["modelPackageName"] == (
         f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{group}/{version}"
     )
-    assert model.inputs["enableNetworkIsolation"] is True
+    # Serverless Inference does not support network isolation (SageMaker guide, feature exclusions).
+    assert model.inputs["enableNetworkIsolation"] is run.settings.real_time
     # Auto-named, so a new version gets a new config beside the one still serving.
     config = run.one(ENDPOINT_CONFIG)
     assert "name" not in stack_values(name, PREFIX)
@@ -94,7 +99,10 @@ def test_only_the_training_stack_owns_the_registry() -> None:
     for name in ("staging", "prod"):
         run = stack(name, None)
         assert not run.of_type("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
-        assert run.settings.registry_stack == f"organization/{PREFIX}/dev"
+        if PROJECT.per_environment:  # another account's state is out of reach: the stack file names dev's key
+            assert run.settings.registry_kms_key_arn and f":{ACCOUNT}:key/" in run.settings.registry_kms_key_arn
+        else:
+            assert run.settings.registry_stack == f"organization/{PREFIX}/dev"
         assert run.outputs["model_package_group"] == names.model_package_group_name(PREFIX, "dev")
 
 
@@ -103,7 +111,7 @@ def test_storage_is_encrypted_versioned_private_and_logged(name: str) -> None:
     run = stack(name, None)
     assert run.one("aws:kms/key:Key", f"{name}-key").inputs["enableKeyRotation"] is True
     buckets = {b.inputs["bucket"] for b in run.of_type("aws:s3/bucket:Bucket")}
-    assert buckets == {names.bucket_name(PREFIX, name, p, ACCOUNT) for p in names.BUCKET_PURPOSES}
+    assert buckets == {names.bucket_name(PREFIX, name, p, PROJECT.account(name)) for p in names.BUCKET_PURPOSES}
     encryption = run.of_type("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
     algorithms = sorted(e.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] for e in encryption)
     assert algorithms == ["AES256", "aws:kms", "aws:kms"]  # SSE-S3 only on the access-log bucket
@@ -144,16 +152,44 @@ def test_endpoint_kind_follows_the_stack_file(name: str) -> None:
         assert capture["destinationS3Uri"] == f"s3://{run.outputs['artifacts_bucket']}/data-capture"
     deployment = run.one(ENDPOINT).inputs["deploymentConfig"]
     routing = deployment["blueGreenUpdatePolicy"]["trafficRoutingConfiguration"]
-    assert routing["type"] == "CANARY"
-    assert routing["canarySize"] == {"type": "CAPACITY_PERCENT", "value": settings.canary_percent}
+    if settings.instance_count >= 2:
+        assert routing["type"] == "CANARY"
+        canary = canary_instances(settings.instance_count, settings.canary_percent)
+        assert routing["canarySize"] == {"type": "INSTANCE_COUNT", "value": canary}
+    else:
+        assert routing["type"] == "ALL_AT_ONCE"
     rollback = {a["alarmName"] for a in deployment["autoRollbackConfiguration"]["alarms"]}
     assert rollback == {names.alarm_name(PREFIX, name, s) for s in ("5xx", "latency")}
+    if settings.autoscaling_max_instances == settings.instance_count:
+        assert not run.of_type("aws:appautoscaling/target:Target")
+        return
     target = run.one("aws:appautoscaling/target:Target").inputs
     assert (target["minCapacity"], target["maxCapacity"]) == (
         settings.instance_count,
         settings.autoscaling_max_instances,
     )
     assert target["resourceId"] == f"endpoint/{names.endpoint_name(PREFIX, name)}/variant/AllTraffic"
+
+
+@given(instances=st.integers(min_value=2, max_value=100), percent=st.integers(min_value=1, max_value=50))
+def test_the_canary_is_at_least_one_instance_and_at_most_half_the_fleet(instances: int, percent: int) -> None:
+    # SageMaker's rule for blue/green canary traffic shifting (deployment guardrails).
+    assert 1 <= canary_instances(instances, percent) <= instances // 2
+
+
+def test_one_instance_shifts_all_at_once_after_the_baking_period() -> None:
+    run = run_stack("staging", {"endpoint_type": "real-time", "model_version": 3, "instance_count": 1})
+    routing = run.one(ENDPOINT).inputs["deploymentConfig"]["blueGreenUpdatePolicy"]["trafficRoutingConfiguration"]
+    assert routing == {"type": "ALL_AT_ONCE", "waitIntervalInSeconds": run.settings.canary_wait_seconds}
+
+
+def test_a_fleet_that_cannot_grow_has_no_scalable_target() -> None:
+    # Changing the instance type of an autoscaled variant needs the target deregistered first:
+    # README's two-step change goes through this state.
+    run = run_stack(
+        "prod", {"endpoint_type": "real-time", "model_version": 3, "instance_count": 2, "autoscaling_max_instances": 2}
+    )
+    assert not run.of_type("aws:appautoscaling/target:Target")
 
 
 def test_prod_runs_real_time_on_two_instances_by_default() -> None:
@@ -169,7 +205,7 @@ def test_execution_role_is_scoped_to_this_environment(name: str) -> None:
     role = run.one("aws:iam/role:Role", f"{name}-sagemaker-execution")
     trust = document(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
-    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": PROJECT.account(name)}}
     statements = {
         s["Sid"]: s
         for s in document(run.one(policies.ROLE_POLICY, f"{name}-sagemaker-execution-policy").inputs["policy"])[
@@ -201,7 +237,7 @@ def test_deploy_role_trusts_only_this_repository_and_environment(name: str) -> N
     role = run.one("aws:iam/role:Role", f"{name}-github-deploy")
     (statement,) = document(role.inputs["assumeRolePolicy"])["Statement"]
     assert statement["Principal"] == {
-        "Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+        "Federated": f"arn:aws:iam::{PROJECT.account(name)}:oidc-provider/token.actions.githubusercontent.com"
     }
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert statement["Condition"] == {
@@ -213,9 +249,39 @@ def test_deploy_role_trusts_only_this_repository_and_environment(name: str) -> N
         }
     }
     grants = document(run.one(policies.ROLE_POLICY, f"{name}-github-deploy-policy").inputs["policy"])["Statement"]
-    iam_writes = [s for s in grants if "iam:PutRolePolicy" in s["Action"]]
-    # It may edit the execution role, never itself.
-    assert [s["Resource"] for s in iam_writes] == [run.outputs["execution_role_arn"]]
+    iam = sorted(
+        {
+            a
+            for s in grants
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+            if a.startswith("iam:")
+        }
+    )
+    # It changes no IAM: it passes the execution role to SageMaker and the scheduler's role to its service.
+    assert iam == ["iam:PassRole"]
+    passed = {
+        s["Resource"]: s["Condition"]["StringEquals"]["iam:PassedToService"]
+        for s in grants
+        if s["Action"] == "iam:PassRole"
+    }
+    assert passed == {
+        run.outputs["execution_role_arn"]: "sagemaker.amazonaws.com",
+        f"arn:aws:iam::{PROJECT.account(name)}:role/{names.scheduler_role_name(PREFIX, name)}": "scheduler.amazonaws.com",
+    }
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_the_preview_role_trusts_the_preview_environment_and_only_reads(name: str) -> None:
+    run = stack(name, None)
+    role = run.one("aws:iam/role:Role", f"{name}-github-preview")
+    (statement,) = document(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == (
+        f"repo:{PROJECT.github_repository}:environment:{names.preview_environment(name)}"
+    )
+    grants = document(run.one(policies.ROLE_POLICY, f"{name}-github-preview-policy").inputs["policy"])["Statement"]
+    actions = {a for s in grants for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == {"s3:ListBucket", "s3:GetObject", "kms:Decrypt", "kms:DescribeKey"}
+    assert run.outputs["preview_role_arn"] == role.inputs["arn"]
 
 
 @pytest.mark.parametrize("name", STACKS)
@@ -247,5 +313,37 @@ def test_monitoring_alarms_dashboard_and_budget(name: str) -> None:
 def test_the_provider_refuses_other_accounts(name: str) -> None:
     provider = stack(name, None).one("pulumi:providers:aws")
     # Provider inputs reach the engine JSON-encoded.
-    assert json.loads(provider.inputs["allowedAccountIds"]) == [ACCOUNT]
+    assert json.loads(provider.inputs["allowedAccountIds"]) == [PROJECT.account(name)]
     assert json.loads(provider.inputs["defaultTags"])["tags"]["environment"] == name
+
+
+KEPT = {"aws:s3/bucket:Bucket", "aws:kms/key:Key", "aws:sagemaker/modelPackageGroup:ModelPackageGroup"}
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_data_models_and_keys_are_protected_and_kept(name: str) -> None:
+    run = stack(name, 7)
+    for resource in run.resources:
+        if resource.type in KEPT and not resource.name.endswith("access-logs"):
+            assert (resource.protect, resource.retain_on_delete) == (True, True), resource.name
+    # Pulumi keeps the model and the endpoint config it replaces: a rollback may need them again.
+    for kind in ("aws:sagemaker/model:Model", ENDPOINT_CONFIG):
+        assert run.one(kind).retain_on_delete, kind
+    logs = run.one("aws:cloudwatch/logGroup:LogGroup").inputs
+    assert (logs["name"], logs["retentionInDays"]) == (
+        f"/aws/sagemaker/Endpoints/{names.endpoint_name(PREFIX, name)}",
+        run.settings.log_retention_days,
+    )
+
+
+def test_the_bootstrap_state_bucket_is_protected() -> None:
+    from infra.mocks import run_bootstrap
+
+    resources, _ = run_bootstrap()
+    for resource in resources:
+        if resource.type in {
+            "aws:s3/bucket:Bucket",
+            "aws:kms/key:Key",
+            "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
+        }:
+            assert resource.protect and resource.retain_on_delete, resource.name

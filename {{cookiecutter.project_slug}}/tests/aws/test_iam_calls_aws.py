@@ -1,0 +1,111 @@
+"""Every call the pipeline makes in AWS is one its role's policy allows (tests/aws/iam_calls.py).
+
+The steps run against moto as CI runs them in dev (data, train, evaluate, register, promote);
+botocore's events record each request. The policies are the ones the Pulumi program declares for
+dev under Pulumi's mocks: the deploy role for the steps, the execution role for what SageMaker does
+for a job (read its inputs, write its outputs).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import tests.infra.iam  # noqa: F401  (principalmapper's import shim)
+from infra.mocks import StackRun, run_stack
+from ml import names
+from tests.aws.iam_calls import REFUSAL_HANDLED, Call, Need, Recorder, needs_of
+from tests.aws.steps import CONFIG, run_steps
+from tests.aws_fixtures import Account
+from tests.infra.iam.evaluate import allowed, role
+
+pytestmark = pytest.mark.xdist_group("aws-iam-calls")
+PREFIX, REGION, ACCOUNT = CONFIG.project.resource_prefix, CONFIG.project.aws_region, CONFIG.project.aws_account_id
+
+
+@pytest.fixture(scope="module")
+def recorded(aws_module: Account) -> tuple[Account, list[Call]]:
+    recorder = Recorder()
+    recorder.install(aws_module.session, aws_module.emulator)
+    run_steps()
+    return aws_module, recorder.calls
+
+
+@pytest.fixture(scope="module")
+def dev_stack() -> StackRun:
+    return run_stack("dev", {"model_version": None})
+
+
+def judged(aws: Account, calls: list[Call], stack: StackRun) -> tuple[list[Need], list[Need]]:
+    """(needs, the ones refused) of every recorded call, as the policy of its caller's role."""
+    policies = {r.name: r.inputs["policy"] for r in stack.of_type("aws:iam/rolePolicy:RolePolicy")}
+    # moto made its own key; the program's policies name the stack's. They are the same key.
+    moto_key, stack_key = aws.outputs["kms_key_arn"], stack.outputs["kms_key_arn"]
+    aliases = [names.kms_key_alias(PREFIX, "dev")]
+    keys = {aws.outputs[b]: (stack_key, aliases) for b in ("data_bucket", "artifacts_bucket")}
+    deploy = role(
+        f"arn:aws:iam::{ACCOUNT}:role/{names.deploy_role_name(PREFIX, 'dev')}", policies["dev-github-deploy-policy"]
+    )
+    execution = role(stack.outputs["execution_role_arn"], policies["dev-sagemaker-execution-policy"])
+    everything, refused = [], []
+    for call in calls:
+        for need in needs_of(call, REGION, ACCOUNT, keys):
+            resource = need.resource.replace(moto_key, stack_key)
+            principal = execution if call.as_job else deploy
+            everything.append(need)
+            if need.action in REFUSAL_HANDLED:
+                continue
+            if not allowed(principal, need.action, resource, need.context):
+                refused.append(
+                    Need(need.action, resource, need.context, f"{'job' if call.as_job else 'CI'}: {need.call}")
+                )
+    return everything, refused
+
+
+def test_the_recording_saw_the_whole_pipeline(recorded: tuple[Account, list[Call]]) -> None:
+    _, calls = recorded
+    operations = {(c.service, c.operation, c.as_job) for c in calls}
+    for expected in [
+        ("sagemaker", "CreateTrainingJob", False),
+        ("sagemaker", "CreateProcessingJob", False),
+        ("sagemaker", "CreateModelPackage", False),
+        ("s3", "PutObject", False),
+        ("s3", "ListObjectsV2", True),  # SageMaker reading a job's inputs
+    ]:
+        assert expected in operations, expected
+
+
+def test_every_call_is_allowed_to_the_role_that_makes_it(
+    recorded: tuple[Account, list[Call]], dev_stack: StackRun
+) -> None:
+    aws, calls = recorded
+    everything, refused = judged(aws, calls, dev_stack)
+    assert len(everything) > 50
+    lines = "\n".join(sorted({f"  {n.call}: {n.action} on {n.resource} {n.context or ''}" for n in refused}))
+    assert not refused, f"calls the roles' policies refuse:\n{lines}"
+
+
+def test_a_policy_without_one_action_fails_naming_the_call(
+    recorded: tuple[Account, list[Call]], dev_stack: StackRun
+) -> None:
+    aws, calls = recorded
+    broken: dict[str, Any] = json.loads(
+        dev_stack.one("aws:iam/rolePolicy:RolePolicy", "dev-github-deploy-policy").inputs["policy"]
+    )
+    for statement in broken["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        statement["Action"] = [a for a in actions if a != "sagemaker:CreateModelPackage"] or ["sagemaker:ListTags"]
+    inputs = {
+        **dev_stack.one("aws:iam/rolePolicy:RolePolicy", "dev-github-deploy-policy").inputs,
+        "policy": json.dumps(broken),
+    }
+    resources = [
+        r if r.name != "dev-github-deploy-policy" else type(r)(**{**vars(r), "inputs": inputs})
+        for r in dev_stack.resources
+    ]
+    _, refused = judged(aws, calls, StackRun(dev_stack.settings, resources, dev_stack.outputs))
+    assert {(n.action, n.call.split("(")[0]) for n in refused} == {
+        ("sagemaker:CreateModelPackage", "CI: sagemaker.CreateModelPackage")
+    }
