@@ -32,11 +32,15 @@ def changed_on_main() -> tuple[str, list[str] | None]:
             raise SystemExit(f"error: cannot ask GitHub what changed on main since {sha[:12]}: {result.stderr.strip()}")
         compare = json.loads(result.stdout)
         if compare["status"] not in ("ahead", "identical"):
-            raise SystemExit(f"error: {sha[:12]} is not on main (compare status {compare['status']}); only main is applied")
+            raise SystemExit(
+                f"error: {sha[:12]} is not on main (compare status {compare['status']}); only main is applied"
+            )
         files = [entry["filename"] for entry in compare.get("files", [])]
         head = compare["commits"][-1]["sha"] if compare.get("commits") else sha
         return head, None if len(files) >= COMPARE_FILES_MAX else files
-    head = subprocess.run(["git", "rev-parse", "origin/main"], capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "origin/main"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     diff = subprocess.run(["git", "diff", "--name-only", "HEAD", head], capture_output=True, text=True, check=True)
     return head, diff.stdout.split()
 

@@ -139,7 +139,9 @@ def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
     if existing is not None:
         # `make evaluate` refused a reused version that may not serve; this one is registered already.
         ctx.save("register", reuse.registration(existing, trained))
-        ctx.console.print(f"already registered as v{existing.version} ({existing.package.approval_status}); nothing registered")
+        ctx.console.print(
+            f"already registered as v{existing.version} ({existing.package.approval_status}); nothing registered"
+        )
         return 0
     result = register_step.run(ctx, ctx.load("data", DataResult), trained, ctx.load("evaluate", EvaluationResult))
     ctx.save("register", result)
@@ -238,7 +240,8 @@ def cmd_promotion_pr(ctx: Context, args: argparse.Namespace) -> int:
     github.comment(number, out / f"{args.to}-comment.md")
     atomic.write_text(out / f"{args.to}.number", str(number))
     ctx.console.print(
-        f"#{number} {prepared.title}" + ("" if pushed else f" ({prepared.branch} already proposed it; not pushed again)")
+        f"#{number} {prepared.title}"
+        + ("" if pushed else f" ({prepared.branch} already proposed it; not pushed again)")
     )
     step_output(changed="true", number=str(number), sha=sha)
     return 0

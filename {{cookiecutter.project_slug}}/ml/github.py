@@ -61,7 +61,9 @@ def propose(branch: str, title: str, body_file: Path) -> int:
     """Open the branch's pull request, or retitle the one already open (a newer model supersedes it)."""
     number = open_pull_request(branch)
     if number is None:
-        _run(["gh", "pr", "create", "--base", "main", "--head", branch, "--title", title, "--body-file", str(body_file)])
+        _run(
+            ["gh", "pr", "create", "--base", "main", "--head", branch, "--title", title, "--body-file", str(body_file)]
+        )
         number = open_pull_request(branch)
         if number is None:
             raise PipelineError(f"gh reported no open pull request for {branch} after creating it")

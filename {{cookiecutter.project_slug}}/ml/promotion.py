@@ -58,7 +58,11 @@ def comment(target: str, model: ModelVersion, serving: ModelVersion | None, prev
     if serving is None:
         lines += [f"{target} serves no model yet.", "", f"| metric | candidate v{model.version} |", "|---|---|"]
     else:
-        lines += [f"{target} serves v{serving.version}.", "", f"| metric | candidate v{model.version} | v{serving.version} |"]
+        lines += [
+            f"{target} serves v{serving.version}.",
+            "",
+            f"| metric | candidate v{model.version} | v{serving.version} |",
+        ]
         lines.append("|---|---|---|")
     for name, value in sorted(model.package.metrics.items()):
         row = f"| {name} | {value:.4f} |"
@@ -68,7 +72,12 @@ def comment(target: str, model: ModelVersion, serving: ModelVersion | None, prev
         lines.append(row)
     lines += ["", f"<details><summary>Lineage of v{model.version}</summary>", "", "| | |", "|---|---|"]
     lines += [f"| {key} | `{value}` |" for key, value in sorted(model.package.lineage.items())]
-    lines += [f"| fingerprint | `{model.package.fingerprint}` |", f"| model | `{model.package.model_uri}` |", "", "</details>"]
+    lines += [
+        f"| fingerprint | `{model.package.fingerprint}` |",
+        f"| model | `{model.package.model_uri}` |",
+        "",
+        "</details>",
+    ]
     lines += ["", f"### pulumi preview: {target}", ""]
     lines += [f"```\n{preview.rstrip()}\n```" if preview is not None else PREVIEW_PENDING]
     return "\n".join(lines) + "\n"
@@ -93,7 +102,9 @@ def _identity_flags(repo: Path, identity: GitIdentity | None) -> list[str]:
     """`-c user.name/-c user.email` for the bot; with no bot, git's own configuration must have them."""
     if identity is not None:
         return ["-c", f"user.name={identity.name}", "-c", f"user.email={identity.email}"]
-    configured = subprocess.run(["git", "config", "user.email"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    configured = subprocess.run(
+        ["git", "config", "user.email"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
     if not configured and not os.environ.get("GIT_COMMITTER_EMAIL"):
         raise PipelineError(
             "no git identity to commit the promotion with: in CI, set PROMOTION_BOT to the GitHub App's slug "

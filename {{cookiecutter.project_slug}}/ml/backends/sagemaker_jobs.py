@@ -147,15 +147,18 @@ class SageMakerJobRunner:
         """Stop a job that is still running (StopTrainingJob/StopProcessingJob); False if it had ended."""
         if kind == "training":
             status = self._describe_training(name)["TrainingJobStatus"]
-            if status == "InProgress":
-                self._sm.stop_training_job(TrainingJobName=name)
-                return True
+        else:
+            status = self._describe_processing(name)["ProcessingJobStatus"]
+        if status != "InProgress":
             return False
-        status = self._sm.describe_processing_job(ProcessingJobName=name)["ProcessingJobStatus"]
-        if status == "InProgress":
+        self._request_stop(kind, name)
+        return True
+
+    def _request_stop(self, kind: JobKind, name: str) -> None:
+        if kind == "training":
+            self._sm.stop_training_job(TrainingJobName=name)
+        else:
             self._sm.stop_processing_job(ProcessingJobName=name)
-            return True
-        return False
 
     def _wait(self, kind: JobKind, job_name: str, max_runtime: int) -> dict[str, Any]:
         """Poll until the job ends. SageMaker enforces MaxRuntimeInSeconds itself; the grace covers start-up
@@ -169,7 +172,7 @@ class SageMakerJobRunner:
                 if description[key] in TERMINAL:
                     return description
                 if time.monotonic() > deadline:
-                    self.stop(kind, job_name)
+                    self._request_stop(kind, job_name)  # InProgress a moment ago: no second describe
                     raise JobFailedError(f"{kind} job {job_name} did not finish in time and was stopped")
                 time.sleep(self._poll)
         except KeyboardInterrupt:

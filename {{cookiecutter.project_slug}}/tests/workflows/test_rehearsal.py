@@ -24,7 +24,7 @@ from ml.config import PROJECT_ROOT
 from tests.workflows.rehearsal.runner import Cancel
 from tests.workflows.rehearsal.sandbox import rehearsal_cloud
 from tests.workflows.rehearsal.tools import WorkflowTools
-from tests.workflows.rehearsal.world import MergeBlocked, World
+from tests.workflows.rehearsal.world import World
 
 pytestmark = pytest.mark.xdist_group("rehearsal")
 
@@ -50,14 +50,6 @@ def world(tools: WorkflowTools, tmp_path_factory: pytest.TempPathFactory) -> Ite
             yield created
         finally:
             rehearsal_cloud.stop_all()
-            import collections
-            totals = collections.Counter()
-            for r in created.runs:
-                for js in r.jobs.values():
-                    for j in js:
-                        for st in j.steps:
-                            totals[st.name.split("@")[0]] += st.seconds
-            print("TIMES", totals.most_common(25))
 
 
 def failures(world: World, file: str) -> str:
@@ -244,7 +236,9 @@ def test_reverting_a_promotion_rolls_staging_back_and_closes_the_stale_prod_pull
     """Rollback: revert the promotion's merge; the prod pull request it had opened is superseded."""
     staging = open_promotion(world, "staging")
     merge_with_checks(world, int(staging["number"]))  # type: ignore[call-overload]
-    assert world.applied_version("staging") == "4", "\n".join(r.describe() for r in world.runs[-6:]) + str(world.suppressed[-3:]) + str(staging)
+    assert world.applied_version("staging") == "4", (
+        "\n".join(r.describe() for r in world.runs[-6:]) + str(world.suppressed[-3:]) + str(staging)
+    )
     world.deploy_run_of_v4 = world.last_run("deploy.yml")  # type: ignore[attr-defined]
     assert open_promotion(world, "prod")["title"] == "Promote model v4 to prod"
     revert = world.revert(int(staging["number"]))  # type: ignore[call-overload]
@@ -265,7 +259,9 @@ def test_rerunning_an_old_deploy_refuses_to_roll_back(world: World) -> None:
 def test_a_failed_dev_deploy_applies_nothing_after_it(world: World) -> None:
     """Findings 4 (always() gates ran prod when dev failed) and 8 (mlops.toml changes were never applied)."""
     world.fail_pulumi_up("dev", "error: creating SageMaker model: AccessDenied")
-    number = world.propose("tune-serving", lambda root: _append(root / "mlops.toml", "# serve tuning\n"), "Tune serving")
+    number = world.propose(
+        "tune-serving", lambda root: _append(root / "mlops.toml", "# serve tuning\n"), "Tune serving"
+    )
     merge_with_checks(world, number)
     outcome = results(world, "deploy.yml")
     assert outcome["deploy-dev"] == "failure", failures(world, "deploy.yml")
@@ -297,7 +293,9 @@ def test_cancelling_training_stops_the_sagemaker_job_it_started(world: World) ->
     assert outcome["train"] == "cancelled" and outcome["promote"] == "skipped", outcome
     train = world.last_run("pipeline.yml").job("train")
     assert "make stop-jobs: success" in train.log, train.log
-    statuses = {job["status"] for job in world.cloud_jobs().values() if job["run"] == str(world.last_run("pipeline.yml").id)}
+    statuses = {
+        job["status"] for job in world.cloud_jobs().values() if job["run"] == str(world.last_run("pipeline.yml").id)
+    }
     assert statuses == {"Stopped"}, world.cloud_jobs()
 
 
@@ -320,7 +318,9 @@ def test_without_required_reviewers_prod_waits_for_a_person_to_dispatch_it(world
 def test_no_event_of_github_token_was_expected_to_start_a_workflow(world: World) -> None:
     """Finding 2, the rule itself: every event the workflows' GITHUB_TOKEN caused started nothing, and
     none was one the sequence needed (each promotion pull request came from the App)."""
-    assert all(e["actor"]["login"] != "github-actions[bot]" or e["name"] == "workflow_dispatch" for e in world.suppressed)
+    assert all(
+        e["actor"]["login"] != "github-actions[bot]" or e["name"] == "workflow_dispatch" for e in world.suppressed
+    )
     assert not [e for e in world.suppressed if e["name"] == "pull_request"]
 
 
@@ -333,7 +333,14 @@ def test_the_rehearsal_reads_the_readme_set_up() -> None:
     from tests.workflows.rehearsal import setup_guide
 
     guide = setup_guide.read(PROJECT_ROOT / "README.md")
-    assert set(guide.environments) == {"dev", "staging", "production", "dev-preview", "staging-preview", "production-preview"}
+    assert set(guide.environments) == {
+        "dev",
+        "staging",
+        "production",
+        "dev-preview",
+        "staging-preview",
+        "production-preview",
+    }
     assert guide.app_permissions == {"contents": "write", "pull-requests": "write"}
     workflows = "".join(p.read_text() for p in (PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
     for name in guide.required_checks:

@@ -81,7 +81,10 @@ class Sandbox:
         """The process environment of every step: nothing of this machine's but its tools."""
         world, run = self.world, self.run
         tools = {str(Path(found).parent) for name in ("node", "git", "make", "bash") if (found := shutil.which(name))}
-        base = [*SYSTEM_PATH, *sorted(t for t in tools if t not in SYSTEM_PATH and not t.startswith(str(world.project)))]
+        base = [
+            *SYSTEM_PATH,
+            *sorted(t for t in tools if t not in SYSTEM_PATH and not t.startswith(str(world.project))),
+        ]
         pull = run.payload.get("pull_request", {})
         return {
             "PATH": os.pathsep.join([*self.path, str(world.bin), *base]),
@@ -294,7 +297,9 @@ def configure_aws_credentials(sandbox: Sandbox, inputs: dict[str, str], env: dic
     if sandbox.granted("id-token") != "write":
         raise ActionFailed("Could not get ID token: the job lacks the id-token: write permission")
     if not role:
-        raise ActionFailed("Credentials could not be loaded: role-to-assume is empty (is the environment variable set?)")
+        raise ActionFailed(
+            "Credentials could not be loaded: role-to-assume is empty (is the environment variable set?)"
+        )
     run, job = sandbox.run, sandbox.job
     repository = sandbox.world.repository
     if job.environment:
@@ -312,8 +317,8 @@ def configure_aws_credentials(sandbox: Sandbox, inputs: dict[str, str], env: dic
         AWS_REGION=region,
         AWS_DEFAULT_REGION=region,
         AWS_ACCESS_KEY_ID="ASIAREHEARSAL",
-        AWS_SECRET_ACCESS_KEY="rehearsal",  # noqa: S106  # the rehearsal's stand-in session, not a credential
-        AWS_SESSION_TOKEN="rehearsal",  # noqa: S106
+        AWS_SECRET_ACCESS_KEY="rehearsal",  # the rehearsal's stand-in session, not a credential
+        AWS_SESSION_TOKEN="rehearsal",
         REHEARSAL_AWS_ROLE=role,
     )
     return {"aws-account-id": role.split(":")[4]}
@@ -328,7 +333,9 @@ def create_github_app_token(sandbox: Sandbox, inputs: dict[str, str], env: dict[
     if not client or not inputs.get("private-key"):
         raise ActionFailed("[@octokit/auth-app] appId and privateKey options are required")
     if app is None or client != app["client_id"] or inputs["private-key"] != app["private_key"]:
-        raise ActionFailed("Failed to create token: the App's client ID or private key is wrong, or it is not installed")
+        raise ActionFailed(
+            "Failed to create token: the App's client ID or private key is wrong, or it is not installed"
+        )
     permissions = dict(app["permissions"])
     narrowed = {k.removeprefix("permission-"): v for k, v in inputs.items() if k.startswith("permission-")}
     if narrowed:

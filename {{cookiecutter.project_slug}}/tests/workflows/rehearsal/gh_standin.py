@@ -14,11 +14,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import github_state as gh  # noqa: E402  # this file runs as a script, beside the module
+if TYPE_CHECKING:
+    from tests.workflows.rehearsal import github_state as gh
+else:
+    import github_state as gh  # this file runs as a script, beside the module
 
 
 def token() -> str | None:
@@ -75,7 +78,9 @@ def pr(argv: list[str]) -> None:
         if command == "list":
             gh.require(state, token(), "pull-requests", "read")
             pulls = [
-                p for p in state["pulls"] if (not args.head or p["head"] == args.head) and p["state"] == (args.state or "open")
+                p
+                for p in state["pulls"]
+                if (not args.head or p["head"] == args.head) and p["state"] == (args.state or "open")
             ]
             fields = (args.json or "number").split(",")
             print(json.dumps([{field: pull_field(p, field) for field in fields} for p in pulls]))
@@ -91,7 +96,9 @@ def pr(argv: list[str]) -> None:
                 pull["body"] = body_of(args)
             gh.emit(state, "pull_request", gh.pull_payload(state, pull, "edited"), actor)
         elif command == "comment":
-            comment(state, actor, gh.find_pull(state, args.selector), body_of(args), args.edit_last, args.create_if_none)
+            comment(
+                state, actor, gh.find_pull(state, args.selector), body_of(args), args.edit_last, args.create_if_none
+            )
         elif command == "close":
             pull = gh.find_pull(state, args.selector)
             if args.comment:
@@ -103,7 +110,12 @@ def pr(argv: list[str]) -> None:
 
 
 def pull_field(pull: dict[str, Any], field: str) -> Any:
-    fields = {"number": pull["number"], "title": pull["title"], "headRefName": pull["head"], "state": pull["state"].upper()}
+    fields = {
+        "number": pull["number"],
+        "title": pull["title"],
+        "headRefName": pull["head"],
+        "state": pull["state"].upper(),
+    }
     if field not in fields:
         raise gh.GitHubError(f"gh pr list --json {field}: not known to the rehearsal")
     return fields[field]
@@ -116,7 +128,9 @@ def create(state: dict[str, Any], actor: dict[str, Any], args: argparse.Namespac
         )
     head_sha = remote_sha(args.head)
     if head_sha is None:
-        raise gh.GitHubError(f"pull request create failed: GraphQL: Head sha can't be blank, head ref {args.head} missing")
+        raise gh.GitHubError(
+            f"pull request create failed: GraphQL: Head sha can't be blank, head ref {args.head} missing"
+        )
     if gh.open_pull(state, args.head) is not None:
         raise gh.GitHubError(f'a pull request for branch "{args.head}" into branch "{args.base}" already exists')
     pull = {

@@ -68,7 +68,9 @@ def state_path() -> Path:
 
 def token_info(state: dict[str, Any], token: str | None) -> dict[str, Any]:
     if not token:
-        raise GitHubError("gh: no GH_TOKEN set (To use GitHub CLI in a GitHub Actions workflow, set the GH_TOKEN environment variable)")
+        raise GitHubError(
+            "gh: no GH_TOKEN set (To use GitHub CLI in a GitHub Actions workflow, set the GH_TOKEN environment variable)"
+        )
     info = state["tokens"].get(token)
     if info is None or info.get("revoked"):
         raise GitHubError("HTTP 401: Bad credentials")
@@ -81,7 +83,9 @@ def require(state: dict[str, Any], token: str | None, scope: str, level: str = "
     granted = info["permissions"].get(scope, "none")
     order = {"none": 0, "read": 1, "write": 2}
     if order.get(granted, 0) < order[level]:
-        raise GitHubError(f"HTTP 403: Resource not accessible by integration ({scope}: {level} needed, token has {granted})")
+        raise GitHubError(
+            f"HTTP 403: Resource not accessible by integration ({scope}: {level} needed, token has {granted})"
+        )
     return info
 
 
@@ -98,11 +102,11 @@ def open_pull(state: dict[str, Any], head: str) -> dict[str, Any] | None:
 def find_pull(state: dict[str, Any], selector: str) -> dict[str, Any]:
     """A pull request by number, or the open one whose head is the branch, as gh resolves it."""
     if selector.isdigit():
-        pull = next((p for p in state["pulls"] if p["number"] == int(selector)), None)
+        pull: dict[str, Any] | None = next((p for p in state["pulls"] if p["number"] == int(selector)), None)
     else:
         pull = open_pull(state, selector)
     if pull is None:
-        raise GitHubError(f"no pull requests found for branch \"{selector}\"")
+        raise GitHubError(f'no pull requests found for branch "{selector}"')
     return pull
 
 

@@ -16,11 +16,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import github_state as gh  # noqa: E402  # run as a hook script, beside the module
+if TYPE_CHECKING:
+    from tests.workflows.rehearsal import github_state as gh
+else:
+    import github_state as gh  # run as a hook script, beside the module
 
 ZERO = "0" * 40
 ACTOR_VARIABLE = "REHEARSAL_ACTOR"  # set only when a person pushes: the maintainer, or GitHub's merge button
@@ -76,10 +79,16 @@ def post_receive(updates: list[tuple[str, str, str]]) -> None:
                 gh.emit(state, "pull_request", gh.pull_payload(state, pull, "synchronize"), actor)
 
 
+def _update(line: str) -> tuple[str, str, str]:
+    """One line of a hook's stdin: <old-sha> <new-sha> <ref> (githooks(5))."""
+    old, new, ref = line.split()
+    return old, new, ref
+
+
 def main(hook: str) -> int:
-    updates = [tuple(line.split()) for line in sys.stdin.read().splitlines() if line.strip()]
+    updates = [_update(line) for line in sys.stdin.read().splitlines() if line.strip()]
     try:
-        (pre_receive if hook == "pre-receive" else post_receive)(updates)  # type: ignore[arg-type]
+        (pre_receive if hook == "pre-receive" else post_receive)(updates)
     except gh.GitHubError as error:
         print(error, file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -72,7 +72,9 @@ def role(stack: str) -> str:
 def main(argv: list[str]) -> int:
     version = os.environ.get("REHEARSAL_PULUMI_VERSION", "image")
     with (STATE / "calls.jsonl").open("a") as log:
-        log.write(json.dumps({"argv": argv, "version": version, "role": os.environ.get("REHEARSAL_AWS_ROLE", "")}) + "\n")
+        log.write(
+            json.dumps({"argv": argv, "version": version, "role": os.environ.get("REHEARSAL_AWS_ROLE", "")}) + "\n"
+        )
     if argv[:1] == ["version"]:
         print(f"v{version}")
         return 0
@@ -101,7 +103,9 @@ def main(argv: list[str]) -> int:
         print("\n".join(changes) if changes else "    (no changes)")
         print(f"Resources: {'1 to update' if changes else 'unchanged'}")
         if args.save_plan:
-            Path(args.save_plan).write_text(json.dumps({"stack": args.stack, "base": state["config"], "config": config}))
+            Path(args.save_plan).write_text(
+                json.dumps({"stack": args.stack, "base": state["config"], "config": config})
+            )
         return 0
     if args.command == ["up"]:
         if "preview" in assumed:
@@ -118,7 +122,10 @@ def main(argv: list[str]) -> int:
         state["history"].append({"config": config, "sha": os.environ.get("GITHUB_SHA", ""), "plan": bool(args.plan)})
         save(args.stack, state)
         sys.path.insert(0, str(Path.cwd().parent))
-        import rehearsal_cloud  # the sandbox's site directory (sandbox/), on PYTHONPATH
+        if TYPE_CHECKING:
+            from tests.workflows.rehearsal.sandbox import rehearsal_cloud
+        else:
+            import rehearsal_cloud  # the sandbox's site directory (sandbox/), on PYTHONPATH
 
         rehearsal_cloud.reconcile(args.stack, model_version(config))
         print(f"Update succeeded ({args.stack})")

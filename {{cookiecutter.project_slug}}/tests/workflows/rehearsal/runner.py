@@ -124,7 +124,7 @@ class Run:
 
     def describe(self) -> str:
         lines = [f"run {self.id} {self.file} ({self.event}, attempt {self.attempt}): {self.status}"]
-        for job_id, runs in self.jobs.items():
+        for runs in self.jobs.values():
             for job in runs:
                 lines.append(f"  {job.key}: {job.result} {job.reason}".rstrip())
         return "\n".join(lines)
@@ -179,7 +179,9 @@ class Runner:
             "workspace": "",
         }
 
-    def value(self, node: Any, contexts: dict[str, Any], status: dict[str, bool] | None = None, workspace: str = ".") -> Any:
+    def value(
+        self, node: Any, contexts: dict[str, Any], status: dict[str, bool] | None = None, workspace: str = "."
+    ) -> Any:
         """A node of the workflow's token tree with every expression evaluated."""
         if isinstance(node, dict) and set(node) == {"$expr"}:
             return self.tools.evaluate(node["$expr"], contexts, status, workspace)[0]
@@ -248,7 +250,9 @@ class Runner:
     def _ready(self, run: Run, job_id: str) -> bool:
         if job_id in run.jobs and run.jobs[job_id][0].result not in ("pending", "waiting"):
             return False
-        if any(j.result == "waiting" and f"{j.key}@{run.attempt}" not in run.approvals for j in run.jobs.get(job_id, [])):
+        if any(
+            j.result == "waiting" and f"{j.key}@{run.attempt}" not in run.approvals for j in run.jobs.get(job_id, [])
+        ):
             return False  # still waiting for its reviewer
         return all(run.result(n) not in ("pending", "waiting") for n in run.workflow.jobs[job_id]["needs"])
 
@@ -275,7 +279,13 @@ class Runner:
             for key, values in matrix.items():
                 if not values:
                     run.jobs[job_id] = [
-                        JobRun(job_id, job_id, job_id, "failure", reason=f"Matrix vector '{key}' does not contain any values")
+                        JobRun(
+                            job_id,
+                            job_id,
+                            job_id,
+                            "failure",
+                            reason=f"Matrix vector '{key}' does not contain any values",
+                        )
                     ]
                     return
                 instances = [{**i, key: v} for i in instances for v in values]
@@ -335,7 +345,12 @@ class Runner:
         failed = False
         for index, step in enumerate(tree.get("steps", [])):
             name = step.get("name") or step.get("uses") or step.get("run", "").strip()
-            status = {"success": not failed and not run.cancelled, "failure": failed, "cancelled": run.cancelled, "always": True}
+            status = {
+                "success": not failed and not run.cancelled,
+                "failure": failed,
+                "cancelled": run.cancelled,
+                "always": True,
+            }
             scoped = {**contexts, "env": {**env, **sandbox.exported}, "steps": steps_context}
             condition = run.workflow.jobs[job_id]["steps"][index]["if"]
             _, proceed = self.tools.evaluate(condition, scoped, status, str(sandbox.workspace))
@@ -375,7 +390,10 @@ class Runner:
         env: dict[str, str],
     ) -> tuple[str, str, dict[str, str]]:
         if "uses" in step:
-            inputs = {k: self.text(self.value(v, contexts, status, str(sandbox.workspace))) for k, v in (step.get("with") or {}).items()}
+            inputs = {
+                k: self.text(self.value(v, contexts, status, str(sandbox.workspace)))
+                for k, v in (step.get("with") or {}).items()
+            }
             try:
                 outputs = actions.use(sandbox, step["uses"], inputs, env)
             except actions.ActionFailed as error:
@@ -413,7 +431,9 @@ class Runner:
             return "cancelled", output, outputs
         return ("success" if code == 0 else "failure"), output + f"\n(exit {code})", outputs
 
-    def wait(self, run: Run, job: JobRun, sandbox: actions.Sandbox, script: str, process: subprocess.Popen[bytes]) -> int:
+    def wait(
+        self, run: Run, job: JobRun, sandbox: actions.Sandbox, script: str, process: subprocess.Popen[bytes]
+    ) -> int:
         cancel = self.cancel
         watching = cancel is not None and not cancel.fired and cancel.job_id == job.job_id and cancel.step_run in script
         deadline = time.monotonic() + 600

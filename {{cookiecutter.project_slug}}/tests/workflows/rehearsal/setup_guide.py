@@ -74,6 +74,8 @@ def read(readme: Path) -> SetupGuide:
         repository_secrets=tuple(re.findall(r"repository secret\s+`([A-Z_]+)`", setup)),
         app_permissions=app_permissions,
         required_checks=tuple(re.findall(r"`([^`]+)`", checks.group(1))),
-        actions_can_create_prs=bool(re.search(r'tick\s+"Allow GitHub Actions to create and approve pull requests"', setup)),
+        actions_can_create_prs=bool(
+            re.search(r'tick\s+"Allow GitHub Actions to create and approve pull requests"', setup)
+        ),
         dispatch_variable=dispatch.groups() if dispatch else None,  # type: ignore[arg-type]
     )

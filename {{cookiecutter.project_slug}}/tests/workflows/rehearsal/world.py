@@ -34,7 +34,12 @@ FIRST_ROWS = 420  # of the example's 569 rows: the rest arrive later, a part at 
 
 class World:
     def __init__(
-        self, root: Path, tools: WorkflowTools, *, reviewers_available: bool = True, variables: dict[str, str] | None = None
+        self,
+        root: Path,
+        tools: WorkflowTools,
+        *,
+        reviewers_available: bool = True,
+        variables: dict[str, str] | None = None,
     ) -> None:
         self.root, self.tools, self.project = root, tools, PROJECT_ROOT
         config = load_config()
@@ -58,7 +63,7 @@ class World:
         self.action_log: list[tuple[int, str, str, dict[str, str]]] = []
         self.tool_versions: list[tuple[int, str, str, str]] = []
         self.suppressed: list[dict[str, Any]] = []  # events that started no workflow, and why
-        self.app = {
+        self.app: dict[str, Any] = {
             "slug": APP_SLUG,
             "client_id": "Iv23rehearsal",
             "private_key": "-----BEGIN RSA PRIVATE KEY-----rehearsal-----END RSA PRIVATE KEY-----",
@@ -67,7 +72,9 @@ class World:
         self.runner = Runner(self)
         # The environment's groups, synced once here rather than by two jobs at the same moment.
         stamps = [str(self.venv / f".synced-{group}") for group in ("aws", "infra")]
-        synced = subprocess.run(["make", "--no-print-directory", *stamps], cwd=PROJECT_ROOT, capture_output=True, text=True)
+        synced = subprocess.run(
+            ["make", "--no-print-directory", *stamps], cwd=PROJECT_ROOT, capture_output=True, text=True
+        )
         assert synced.returncode == 0, synced.stdout + synced.stderr
         self._create_origin()
         self._create_cloud()
@@ -122,7 +129,9 @@ class World:
         document = yaml.load(path.read_text())
         prefix = self.config.project.resource_prefix
         config = document["config"]
-        if config.get(f"{prefix}:endpoint_type") == "real-time" and int(config.get(f"{prefix}:data_capture_percent", 0)):
+        if config.get(f"{prefix}:endpoint_type") == "real-time" and int(
+            config.get(f"{prefix}:data_capture_percent", 0)
+        ):
             # What `pulumi config set --secret github_dispatch_token <token>` writes (encrypted by the stack's key).
             config[f"{prefix}:github_dispatch_token"] = {"secure": "v1:rehearsal-encrypted-token"}
             with path.open("w") as handle:
@@ -156,9 +165,12 @@ class World:
         if env is not None:
             outputs = self.stack_outputs(env.stack)
             values[env.role_variable] = outputs[env.role_output]
+            # The state bucket of the environment's account (one per account: README, AWS set-up step 3).
+            project = self.config.project
+            bucket = names.state_bucket_name(project.resource_prefix, project.account(env.stack))
             common = {
-                "AWS_REGION": self.config.project.aws_region,
-                "PULUMI_BACKEND_URL": f"s3://{names.state_bucket_name(self.config.project.resource_prefix, self.config.project.aws_account_id)}",
+                "AWS_REGION": project.aws_region,
+                "PULUMI_BACKEND_URL": f"s3://{bucket}?region={project.aws_region}",
             }
             values.update({k: common[k] for k in self.guide.common_variables})
         return values
@@ -200,7 +212,9 @@ class World:
 
     def mint_token(self, run: Run, job: str, permissions: Any) -> str:
         granted = gh.expand_permissions(permissions)
-        return self._token({"kind": gh.UNTRIGGERING, "login": "github-actions[bot]", "permissions": granted, "job": job})
+        return self._token(
+            {"kind": gh.UNTRIGGERING, "login": "github-actions[bot]", "permissions": granted, "job": job}
+        )
 
     def mint_app_token(self, run: Run, job: str, permissions: dict[str, str]) -> str:
         return self._token({"kind": "app", "login": f"{APP_SLUG}[bot]", "permissions": permissions, "job": job})
@@ -282,7 +296,7 @@ class World:
     def open_pull(self, branch: str, title: str, login: str) -> int:
         actor = {"kind": "user", "login": login, "permissions": {}}
         with gh.locked(self.state) as state:
-            pull = {
+            pull: dict[str, Any] = {
                 "number": len(state["pulls"]) + 1,
                 "head": branch,
                 "base": "main",
@@ -390,7 +404,7 @@ class World:
         self.settle()
 
     def rerun(self, run: Run, job_id: str) -> Run:
-        """"Re-run this job": the job and every job that needs it, on the run's own commit and event."""
+        """ "Re-run this job": the job and every job that needs it, on the run's own commit and event."""
         chosen = {job_id}
         changed = True
         while changed:
@@ -430,7 +444,9 @@ class World:
 
     def _group_busy(self, run: Run) -> bool:
         return run.group is not None and any(
-            other.group == run.group and other.status in ("in_progress", "waiting") for other in self.runs if other is not run
+            other.group == run.group and other.status in ("in_progress", "waiting")
+            for other in self.runs
+            if other is not run
         )
 
     def _trigger(self, event: dict[str, Any]) -> None:
@@ -493,7 +509,9 @@ class World:
             return False
         spec = triggers[name] or {}
         if name == "push":
-            if "branches" in spec and not self.tools.matches(spec["branches"], [payload["ref"].removeprefix("refs/heads/")]):
+            if "branches" in spec and not self.tools.matches(
+                spec["branches"], [payload["ref"].removeprefix("refs/heads/")]
+            ):
                 return False
             if "paths" in spec:
                 before = EMPTY_TREE if payload["before"] == ZERO else payload["before"]

@@ -21,7 +21,14 @@ from typing import Any
 
 from ml import atomic, names
 from ml.backends import Backends, job_ledger, job_preload, stack_file
-from ml.backends.base import EndpointStatus, ModelVersion, ProcessingResult, ProcessingSpec, TrainingResult, TrainingSpec
+from ml.backends.base import (
+    EndpointStatus,
+    ModelVersion,
+    ProcessingResult,
+    ProcessingSpec,
+    TrainingResult,
+    TrainingSpec,
+)
 from ml.backends.job_ledger import JobKind
 from ml.backends.local_artifacts import LocalArtifactStore
 from ml.backends.local_endpoint import LocalEndpoint
@@ -31,7 +38,6 @@ from ml.backends.warm import ForkServer, WarmStarts
 from ml.config import PROJECT_ROOT, Config, load_config
 from ml.errors import EndpointError
 from ml.hashing import file_sha256
-
 
 
 def _cloud() -> Path:

@@ -12,11 +12,13 @@ import importlib.abc
 import importlib.machinery
 import sys
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 class _SwapBackends(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path: Any, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, name: str, path: Any, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if name != "ml.backends":
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
@@ -32,11 +34,14 @@ class _SwapBackends(importlib.abc.MetaPathFinder):
             def make_backends(config: Any) -> Any:
                 if config.env == "local":
                     return chosen(config)
-                import rehearsal_cloud
+                if TYPE_CHECKING:
+                    from tests.workflows.rehearsal.sandbox import rehearsal_cloud
+                else:
+                    import rehearsal_cloud  # beside this file, on the sandbox's PYTHONPATH
 
                 return rehearsal_cloud.backends(config)
 
-            module.make_backends = make_backends
+            module.__dict__["make_backends"] = make_backends
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
