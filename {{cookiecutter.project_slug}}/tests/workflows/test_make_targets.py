@@ -169,11 +169,12 @@ def origin_and_gh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path
     bin_dir, log, pulls = tmp_path / "bin", tmp_path / "gh.log", tmp_path / "pulls.json"
     bin_dir.mkdir()
     pulls.write_text("[]")
+    opened = json.dumps([{"number": 7}])
     (bin_dir / "gh").write_text(
         f"""#!/usr/bin/env bash
 echo "gh $*" >> {log}
 if [ "$1 $2" = "pr list" ]; then cat {pulls}; fi
-if [ "$1 $2" = "pr create" ]; then echo '[{{"number": 7}}]' > {pulls}; fi
+if [ "$1 $2" = "pr create" ]; then echo '{opened}' > {pulls}; fi
 exit 0
 """
     )

@@ -106,8 +106,9 @@ class World:
         state = self.cloud / "pulumi"
         state.mkdir(parents=True)
         (state / "calls.jsonl").touch()
-        prefix, account = self.config.project.resource_prefix, self.config.project.aws_account_id
+        prefix = self.config.project.resource_prefix
         for stack in STACKS:
+            account = self.config.project.account(stack)  # per-environment layout: each stack's own account
             role = f"arn:aws:iam::{account}:role/"
             outputs = {
                 "region": self.config.project.aws_region,

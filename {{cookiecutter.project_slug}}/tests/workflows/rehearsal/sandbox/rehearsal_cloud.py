@@ -84,9 +84,12 @@ class CloudJobs:
         self._ledger = job_ledger(config)
 
     def _started(self, kind: JobKind, name: str) -> None:
+        # On the ledger before the job shows InProgress: the runner records a job as soon as SageMaker
+        # accepts it, and a cancellation that arrives while the job runs (the tests cancel when they see
+        # it InProgress) must find it there.
+        self._ledger.started(kind, name)
         with _jobs() as jobs:
             jobs[name] = {"kind": kind, "status": "InProgress", "run": os.environ.get("GITHUB_RUN_ID", "")}
-        self._ledger.started(kind, name)
         # A test may hold a job in progress (hold-jobs), as a long SageMaker job would be, until it is
         # interrupted: then the client goes away and the job stays InProgress, as in SageMaker.
         while (_cloud() / "hold-jobs").exists():
