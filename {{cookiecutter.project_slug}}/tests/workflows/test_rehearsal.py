@@ -11,9 +11,7 @@ Each test names the finding of issue 12 it guards; each failed on the code befor
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -348,5 +346,9 @@ def test_the_rehearsal_reads_the_readme_set_up() -> None:
     for variable in (*guide.repository_variables, *guide.repository_secrets, "PREVIEW_ROLE_ARN", "DEPLOY_ROLE_ARN"):
         assert variable in workflows, f"README sets {variable}, which no workflow reads"
     assert not guide.actions_can_create_prs
-    shutil.which("node")
-    json.dumps(guide.environments["production"].__dict__)
+    # Each role variable is set in the environments whose jobs assume that kind of role.
+    assert {e.role_variable for e in guide.environments.values() if e.name.endswith("-preview")} == {"PREVIEW_ROLE_ARN"}
+    assert {e.role_variable for e in guide.environments.values() if not e.name.endswith("-preview")} == {
+        "DEPLOY_ROLE_ARN"
+    }
+    assert guide.environments["production"].reviewers and guide.environments["production"].branches == ("main",)
