@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 PROJECT = Path.cwd()
-SLUG = {{cookiecutter.project_slug | tojson}}
-ACCOUNT = {{cookiecutter.aws_account_id | tojson}}
+SLUG = {{cookiecutter.project_slug | quoted}}
+ACCOUNT = {{cookiecutter.aws_account_id | quoted}}
 PLACEHOLDER_ACCOUNT = "123456789012"
 
 

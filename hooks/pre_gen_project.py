@@ -2,27 +2,30 @@
 
 Each rule names what is wrong and how to fix it, then exits 1 so cookiecutter
 raises FailedHookException and removes the half-made project directory.
-The Jinja below is confined to the ANSWERS table; everything after it is plain Python.
+The Jinja below is confined to the ANSWERS table (`quoted`, local_extensions.py: a JSON string,
+which is also a Python literal; Jinja's tojson would turn an emoji into two surrogates); everything
+after it is plain Python.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import unicodedata
 
 ANSWERS = {
-    "project_name": {{cookiecutter.project_name | tojson}},
-    "project_slug": {{cookiecutter.project_slug | tojson}},
-    "resource_prefix": {{cookiecutter.__resource_prefix | tojson}},
-    "github_repository": {{cookiecutter.github_repository | tojson}},
-    "aws_region": {{cookiecutter.aws_region | tojson}},
-    "aws_account_id": {{cookiecutter.aws_account_id | tojson}},
-    "account_layout": {{cookiecutter.account_layout | tojson}},
-    "staging_aws_account_id": {{cookiecutter.staging_aws_account_id | tojson}},
-    "prod_aws_account_id": {{cookiecutter.prod_aws_account_id | tojson}},
-    "python_version": {{cookiecutter.python_version | tojson}},
-    "staging_endpoint_type": {{cookiecutter.staging_endpoint_type | tojson}},
-    "prod_endpoint_type": {{cookiecutter.prod_endpoint_type | tojson}},
+    "project_name": {{cookiecutter.project_name | quoted}},
+    "project_slug": {{cookiecutter.project_slug | quoted}},
+    "resource_prefix": {{cookiecutter.__resource_prefix | quoted}},
+    "github_repository": {{cookiecutter.github_repository | quoted}},
+    "aws_region": {{cookiecutter.aws_region | quoted}},
+    "aws_account_id": {{cookiecutter.aws_account_id | quoted}},
+    "account_layout": {{cookiecutter.account_layout | quoted}},
+    "staging_aws_account_id": {{cookiecutter.staging_aws_account_id | quoted}},
+    "prod_aws_account_id": {{cookiecutter.prod_aws_account_id | quoted}},
+    "python_version": {{cookiecutter.python_version | quoted}},
+    "staging_endpoint_type": {{cookiecutter.staging_endpoint_type | quoted}},
+    "prod_endpoint_type": {{cookiecutter.prod_endpoint_type | quoted}},
 }
 
 # Commercial-partition regions where the SageMaker scikit-learn image this project
@@ -80,17 +83,23 @@ MAX_PREFIX = min(
     IAM_ROLE_MAX - len(LONGEST_ROLE_SUFFIX),
 )
 
-SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
-GITHUB_OWNER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
-GITHUB_REPO_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
-ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
+# Matched with fullmatch: `match` with `$` accepts a trailing newline ("churn\n").
+SLUG_RE = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
+GITHUB_OWNER_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
+GITHUB_REPO_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+ACCOUNT_RE = re.compile(r"[0-9]{12}")
+# Characters no answer may hold: control characters (a newline would end a TOML or YAML
+# string), surrogates, unassigned code points and the Unicode line and paragraph separators
+# (YAML reads them as line breaks). What remains renders safely through the `quoted` filter.
+UNSAFE_CATEGORIES = {"Cc": "a control character", "Cs": "a surrogate", "Cn": "an unassigned code point",
+                     "Zl": "a line separator", "Zp": "a paragraph separator"}  # fmt: skip
 # S3 reserves these prefixes; a bucket named with them cannot be created.
 S3_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 
 
 def check_slug(slug: str, prefix: str) -> list[str]:
     errors = []
-    if not SLUG_RE.match(slug):
+    if not SLUG_RE.fullmatch(slug):
         errors.append(
             f"project_slug {slug!r} is invalid: use lowercase letters and digits, "
             "separated by single '-' or '_', starting with a letter "
@@ -130,11 +139,11 @@ def check_github_repository(value: str) -> list[str]:
     if not sep or "/" in repo:
         problems.append("it must have exactly one '/', as in owner/repo")
     else:
-        if not GITHUB_OWNER_RE.match(owner):
+        if not GITHUB_OWNER_RE.fullmatch(owner):
             problems.append(
                 f"owner {owner!r} must be 1-39 letters, digits or single hyphens, not starting or ending with a hyphen"
             )
-        if not GITHUB_REPO_RE.match(repo) or repo in {".", ".."}:
+        if not GITHUB_REPO_RE.fullmatch(repo) or repo in {".", ".."}:
             problems.append(f"repo {repo!r} must be 1-100 letters, digits, '.', '-' or '_'")
         elif repo.lower().endswith(".git"):
             problems.append(f"repo {repo!r} must not end with '.git'")
@@ -157,7 +166,7 @@ def check_region(region: str) -> list[str]:
 
 
 def check_account(account: str, key: str = "aws_account_id") -> list[str]:
-    if ACCOUNT_RE.match(account):
+    if ACCOUNT_RE.fullmatch(account):
         return []
     return [
         f"{key} {account!r} is invalid: it must be exactly 12 digits, "
@@ -200,8 +209,22 @@ def check_choices(answers: dict[str, str]) -> list[str]:
     return errors
 
 
+def check_characters(answers: dict[str, str]) -> list[str]:
+    errors = []
+    for key, value in answers.items():
+        for position, char in enumerate(value):
+            kind = UNSAFE_CATEGORIES.get(unicodedata.category(char))
+            if kind:
+                errors.append(
+                    f"{key} {value!r} holds {kind} (U+{ord(char):04X}) at position {position + 1}: "
+                    "answers are written into TOML, YAML and Markdown files. Type it again without it."
+                )
+                break
+    return errors
+
+
 def validate(answers: dict[str, str]) -> list[str]:
-    errors: list[str] = []
+    errors = check_characters(answers)
     if not answers["project_name"].strip():
         errors.append("project_name is empty: give the project a human-readable name.")
     errors += check_slug(answers["project_slug"], answers["resource_prefix"])

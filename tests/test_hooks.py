@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from cookiecutter.exceptions import FailedHookException
 
 from tests.conftest import Bake
@@ -41,6 +43,15 @@ BAD_ANSWERS = [
     pytest.param({"github_repository": "a" * 40 + "/repo"}, "1-39 letters", id="github-owner-too-long"),
     pytest.param({"github_repository": "acme/re po"}, "1-100 letters", id="github-repo-space"),
     pytest.param({"github_repository": "acme/repo.git"}, "must not end with '.git'", id="github-repo-dot-git"),
+    # Whole strings: `re.match` with `$` let a trailing newline through.
+    pytest.param({"project_slug": "churn-model\n"}, "is invalid: use lowercase", id="slug-trailing-newline"),
+    pytest.param({"aws_account_id": "123456789012\n"}, "exactly 12 digits", id="account-trailing-newline"),
+    pytest.param({"github_repository": "acme/repo\n"}, "1-100 letters", id="github-trailing-newline"),
+    pytest.param(
+        {"project_name": "Churn\nModel", "project_slug": "churn"}, "a control character (U+000A)", id="name-newline"
+    ),
+    pytest.param({"project_name": "Churn\x7f", "project_slug": "churn"}, "(U+007F)", id="name-delete"),
+    pytest.param({"project_name": "Churn\u2028", "project_slug": "churn"}, "a line separator", id="name-line-sep"),
 ]
 
 
@@ -55,6 +66,17 @@ def test_bad_answer_is_rejected_with_a_clear_message(
     assert "nothing was generated" in error
     # cookiecutter removes the half-made project when the hook fails.
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_a_name_with_quotes_backslashes_and_emoji_renders_into_files_that_parse(bake_in: Bake) -> None:
+    # Before the `quoted` filter, a '"' in the name ended the TOML string and pyproject.toml did not parse.
+    name = 'Tom\'s "Best" \\ Model: 🚀 #1'
+    baked = bake_in(project_name=name, project_slug="toms-model")
+    assert tomllib.loads(baked.read("pyproject.toml"))["project"]["description"].startswith(f"{name}: ")
+    assert tomllib.loads(baked.read("mlops.toml"))["project"]["name"] == name
+    for stack in ("infra/Pulumi.yaml", "infra/bootstrap/Pulumi.yaml"):
+        assert yaml.safe_load(baked.read(stack))["description"].startswith(f"{name}: ")
+    assert baked.read("README.md").startswith(f"# {name}\n")
 
 
 def test_every_problem_is_reported_at_once(bake_in: Bake, capfd: pytest.CaptureFixture[str]) -> None:

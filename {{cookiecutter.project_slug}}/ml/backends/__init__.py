@@ -86,7 +86,7 @@ def stack_file(config: Config, env: str) -> StackConfigFile:
 
 AWS_GROUP_FIX = (
     "the AWS libraries (boto3, the sagemaker SDK) are not installed: they are the `aws` dependency group. "
-    "Install them with `uv sync --group aws` (the make targets do this when MLOPS_ENV is dev, staging or prod)."
+    "Install them with `tools/uv sync --group aws` (the make targets do this when MLOPS_ENV is dev, staging or prod)."
 )
 
 
