@@ -62,9 +62,9 @@ SUPPORTED_REGIONS = (
     "us-west-1",
     "us-west-2",
 )
-# Only versions the template's CI proves: it bakes every combination and runs each
-# project's own `make test`, on an interpreter it can install from the package registries.
-SUPPORTED_PYTHON = ("3.11",)
+# Only versions the template's CI proves: it bakes every combination on each, and runs a
+# whole project's `make test` on each. 3.12 is the SageMaker scikit-learn image's Python.
+SUPPORTED_PYTHON = ("3.11", "3.12")
 ENDPOINT_TYPES = ("serverless", "real-time")
 ACCOUNT_LAYOUTS = ("single", "per-environment")
 ENVIRONMENTS = ("dev", "staging", "prod")

@@ -22,30 +22,44 @@ from scripts.matrix import MANIFEST, Combination, MatrixTimes, choices, combinat
 MATRIX = combinations()
 
 
+DEFAULT = next(combination for combination in MATRIX if combination.is_default)
+
+
+def runs_whole_suite_in_make_test(combination: Combination) -> bool:
+    """The default, and the default on every other Python: an interpreter can change anything, so
+    each offered Python gets one whole `make test`; the other answers reach only what every
+    combination's checks below read."""
+    answers, default = combination.as_answers(), DEFAULT.as_answers()
+    return all(answers[key] == default[key] for key in answers if key != "python_version")
+
+
 def matrix_params(*, whole_suite: bool = False) -> list[object]:
     """One param per combination. Grouped per combination, so under xdist each is baked on one worker."""
     params = []
     for combination in MATRIX:
         marks = [pytest.mark.xdist_group(combination.id)]
-        if whole_suite and not combination.is_default:
+        if whole_suite and not runs_whole_suite_in_make_test(combination):
             marks.append(pytest.mark.full_matrix)
         params.append(pytest.param(combination, id=combination.id, marks=marks))
     return params
 
 
 @pytest.fixture(scope="session")
-def shared_environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """One virtualenv and one mypy cache for every project a worker bakes.
+def shared_environments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """Per Python version, one virtualenv and one mypy cache for every project a worker bakes.
 
-    The combinations share a uv.lock and their Python is byte-identical (test_python_renders_unchanged), so
-    one environment serves all. mypy keys its cache on content hashes: the first project pays for
-    checking pulumi-aws and the sagemaker SDK, the others re-check only what differs.
+    The combinations share a uv.lock and their Python code is byte-identical (test_python_renders_unchanged),
+    so one environment per interpreter serves all. mypy keys its cache on content hashes: the first project
+    pays for checking pulumi-aws and the sagemaker SDK, the others re-check only what differs.
     """
     base = tmp_path_factory.mktemp("shared-environment")
     return {
-        "UV": os.environ.get("UV", "uv"),
-        "UV_PROJECT_ENVIRONMENT": str(base / "venv"),
-        "MYPY_CACHE_DIR": str(base / "mypy"),
+        version: {
+            "UV": os.environ.get("UV", "uv"),
+            "UV_PROJECT_ENVIRONMENT": str(base / f"venv-{version}"),
+            "MYPY_CACHE_DIR": str(base / f"mypy-{version}"),
+        }
+        for version in choices()["python_version"]
     }
 
 
@@ -132,19 +146,25 @@ def test_no_answer_reaches_the_workflows_or_the_python() -> None:
 
 
 @pytest.mark.parametrize("matrix_project", matrix_params(), indirect=True)
-def test_the_infra_tests_pass(matrix_project: Baked, shared_environment: dict[str, str]) -> None:
+def test_the_infra_tests_pass(matrix_project: Baked, shared_environments: dict[str, dict[str, str]]) -> None:
     # The answers reach the stack files and mlops.toml only, and tests/infra is what reads them: the
     # part of each project's suite that differs between combinations, so `make test` runs it on every
     # one. Python renders unchanged (above), so ruff and mypy say of each what they say of the default.
-    output = matrix_project.run_check("make", "infra-test", env=shared_environment)
+    environment = shared_environments[matrix_project.answers["python_version"]]
+    output = matrix_project.run_check("make", "infra-test", env=environment)
     assert re.search(r"\d+ passed", output)
     assert "failed" not in output.splitlines()[-1]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("matrix_project", matrix_params(whole_suite=True), indirect=True)
-def test_the_project_passes_its_own_make_test(matrix_project: Baked, shared_environment: dict[str, str]) -> None:
-    output = matrix_project.run_check("make", "test", env=shared_environment)
+def test_the_project_passes_its_own_make_test(
+    matrix_project: Baked, shared_environments: dict[str, dict[str, str]]
+) -> None:
+    environment = shared_environments[matrix_project.answers["python_version"]]
+    output = matrix_project.run_check("make", "test", env=environment)
     assert re.search(r"\d+ passed", output)
     assert "failed" not in output.splitlines()[-1]
     assert not Path(matrix_project.path, ".venv").exists(), "the shared environment was not used"
+    python = Path(environment["UV_PROJECT_ENVIRONMENT"], "pyvenv.cfg").read_text()
+    assert re.search(rf"^version_info = {re.escape(matrix_project.answers['python_version'])}\.", python, re.M), python
