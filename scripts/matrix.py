@@ -98,7 +98,9 @@ class MatrixTimes:
         slowest = self.slowest()
         for combination, seconds in sorted(self.seconds.items(), key=lambda item: -item[1]):
             table.add_row(combination + ("  (slowest)" if combination == slowest else ""), f"{seconds:.1f}")
-        console = Console(width=120, record=True, file=io.StringIO())
+        # Wide enough for the longest combination id on one line, so each row names its combination whole.
+        longest = max((len(combination) for combination in self.seconds), default=0)
+        console = Console(width=max(120, longest + 40), record=True, file=io.StringIO())
         console.print(table)
         return console.export_text().splitlines()
 

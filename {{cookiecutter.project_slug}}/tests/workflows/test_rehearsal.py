@@ -202,7 +202,8 @@ def test_new_data_makes_a_drift_retrain_train_a_new_model(world: World) -> None:
 
 
 def test_a_rerun_promotion_job_updates_its_branch_and_pull_request(world: World) -> None:
-    """Finding 7: a re-run push used --force-with-lease with no remote-tracking ref, and was refused forever."""
+    """Finding 7: a re-run push used --force-with-lease with no remote-tracking ref, and was refused forever
+    (with that lease the case before already fails: v2's push to the existing promote/staging)."""
     number = open_promotion(world, "staging")["number"]
     world.rerun(world.last_run("pipeline.yml"), "promote")
     assert results(world, "pipeline.yml")["promote"] == "success", failures(world, "pipeline.yml")
