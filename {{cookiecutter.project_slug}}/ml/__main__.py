@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
+import io
+import json
 import os
 import shutil
 import sys
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -98,7 +101,8 @@ def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
     ctx.save("evaluate", result)
     for check in result.checks:
         mark = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
-        ctx.console.print(f"{mark} {check['name']} = {check['value']:.4f} (needs >= {check['required']:.4f})")
+        relation = ">=" if check.get("higher_is_better", True) else "<="
+        ctx.console.print(f"{mark} {check['name']} = {check['value']:.4f} (needs {relation} {check['required']:.4f})")
     ctx.console.print(f"plots and evaluation.json in {result.report_dir}")
     step_summary(evaluation_markdown(result))
     if existing is not None and champion is not None:
@@ -129,6 +133,8 @@ def evaluation_markdown(result: EvaluationResult) -> str:
     for check in result.checks:
         verdict = "pass" if check["passed"] else "**fail**"
         lines.append(f"| {check['name']} | {check['value']:.4f} | {check['required']:.4f} | {verdict} |")
+    if result.new_lineage:
+        lines.append(f"\nNew lineage: {result.new_lineage}.")
     lines.append(f"\nGate: **{'passed' if result.passed else 'failed'}**.")
     return "\n".join(lines)
 
@@ -341,8 +347,8 @@ def show_monitoring(ctx: Context, report: monitor_step.MonitorReport) -> None:
     if report.violations:
         ctx.console.print(table)
     if not metrics["judged_drift"]:
-        ctx.console.print(f"[yellow]too few rows to judge drift[/] ({metrics['rows']}; [monitor].min_rows = "
-                          f"{ctx.config.monitor.min_rows})")  # fmt: skip
+        ctx.console.print(f"[yellow]too few rows to judge drift[/] ({metrics['rows']}; "
+                          + escape(f"[monitor].min_rows = {ctx.config.monitor.min_rows})"))  # fmt: skip
     if metrics["labelled"]:
         live = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics["live_metrics"].items()))
         ctx.console.print(f"model quality on {metrics['labelled']} labelled requests: {live}")
@@ -376,11 +382,37 @@ def demo_endpoint(ctx: Context, args: argparse.Namespace) -> DataResult | None:
     return data_step.run(ctx)
 
 
-def shifted_features(statistics: dict[str, object], count: int = 4) -> list[str]:
+def demo_rows(ctx: Context, data: DataResult) -> list[dict[str, str]]:
+    """The held-out rows, repeated if need be, so a demo window holds twice the rows and labels the monitor judges."""
+    rows = smoke_step.load_sample(ctx, data, limit=None)
+    wanted = 2 * max(ctx.config.monitor.min_rows, ctx.config.monitor.min_labels)
+    return (rows * (wanted // len(rows) + 1))[: max(wanted, len(rows))]
+
+
+def shifted_features(statistics: dict[str, Any], count: int = 4) -> list[str]:
     """Features to shift in the drift demo, spread over the schema (whatever the data set)."""
-    names = [str(f["name"]) for f in statistics["features"]]  # type: ignore[attr-defined]
+    names = [str(f["name"]) for f in statistics["features"]]
     step = max(1, len(names) // count)
     return names[::step][:count]
+
+
+def shift_row(row: dict[str, str], statistics: dict[str, Any], shifted: list[str], shift: float) -> dict[str, str]:
+    """A row with the shifted features moved, as the baseline describes them.
+
+    A number moves by `shift` standard deviations; a category becomes the one training saw least,
+    so its share jumps. Missing values stay missing: the demo changes values, not completeness.
+    """
+    moved = dict(row)
+    for feature in statistics["features"]:
+        name = feature["name"]
+        if name not in shifted or row[name] == "":
+            continue
+        if "numerical_statistics" in feature:
+            moved[name] = repr(float(row[name]) + shift * float(feature["numerical_statistics"]["std_dev"]))
+        else:
+            buckets = feature["string_statistics"]["distribution"]["categorical"]["buckets"]
+            moved[name] = min(buckets, key=lambda b: b["count"])["value"]
+    return moved
 
 
 def cmd_drift_demo(ctx: Context, args: argparse.Namespace) -> int:
@@ -392,22 +424,17 @@ def cmd_drift_demo(ctx: Context, args: argparse.Namespace) -> int:
     data = demo_endpoint(ctx, args)
     if data is None:
         return 1
-    rows = smoke_step.load_sample(ctx, data, limit=None)
+    rows = demo_rows(ctx, data)
     statistics, _ = monitor_step.baseline_of(ctx, monitor_step.serving_version(ctx).version)
-    spread = {str(f["name"]): float(f["numerical_statistics"]["std_dev"]) for f in statistics["features"]}
     shifted = shifted_features(statistics)
+    contract = schema.for_config(ctx.config)
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
     outcomes = {}
     for label, shift in (("clean", 0.0), ("shifted", 1.5)):
         prefix = f"{DEMO_ID}drift-{run_id}-{label}-"
-        for start in range(0, len(rows), 10):
-            lines = [
-                ",".join(
-                    str(float(row[name]) + (shift * spread[name] if name in shifted else 0.0))
-                    for name in schema.FEATURES
-                )
-                for row in rows[start : start + 10]
-            ]
+        moved = [shift_row(row, statistics, shifted, shift) for row in rows] if shift else rows
+        for start in range(0, len(moved), 10):
+            lines = smoke_step.csv_lines(moved[start : start + 10], contract.names)
             ctx.backends.endpoint.invoke(
                 ("\n".join(lines) + "\n").encode(), "text/csv", "application/json", inference_id=f"{prefix}{start}"
             )
@@ -438,20 +465,21 @@ def cmd_quality_demo(ctx: Context, args: argparse.Namespace) -> int:
     data = demo_endpoint(ctx, args)
     if data is None:
         return 1
-    rows = smoke_step.load_sample(ctx, data, limit=None)
+    rows = demo_rows(ctx, data)
+    contract = schema.for_config(ctx.config)
+    lines = smoke_step.csv_lines(rows, contract.names)
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
     outcomes = {}
     for label, flipped in (("healthy", False), ("degraded", True)):
         prefix = f"{DEMO_ID}quality-{run_id}-{label}-"
         labels = []
-        for number, row in enumerate(rows):
-            line = ",".join(row[name] for name in schema.FEATURES)
+        for number, (row, line) in enumerate(zip(rows, lines, strict=True)):
             inference_id = f"{prefix}{number}"
             ctx.backends.endpoint.invoke(
                 f"{line}\n".encode(), "text/csv", "application/json", inference_id=inference_id
             )
-            truth = int(row[schema.LABEL])
-            labels.append((inference_id, str(1 - truth if flipped and number % 5 < 2 else truth)))
+            truth = row[contract.label]
+            labels.append((inference_id, changed_label(contract, truth, rows) if flipped and number % 5 < 2 else truth))
         monitor_step.record_labels(ctx, labels)
         report = monitor_step.run(ctx, window_hours=1, only_ids=prefix)
         ctx.console.rule(f"{label}: {len(rows)} requests, labels recorded" + (" (2 in 5 changed)" if flipped else ""))
@@ -465,6 +493,110 @@ def cmd_quality_demo(ctx: Context, args: argparse.Namespace) -> int:
         else "[red]unexpected result[/]"
     )
     return 0 if quality and healthy else 1
+
+
+def changed_label(contract: schema.Schema, truth: str, rows: list[dict[str, str]]) -> str:
+    """Another label than the true one: the next class, or for regression a value far off (the label's range)."""
+    if contract.task.is_classification:
+        classes = [str(c) for c in contract.classes]
+        return classes[(classes.index(truth) + 1) % len(classes)]
+    values = [float(row[contract.label]) for row in rows]
+    return repr(float(truth) + (max(values) - min(values)))
+
+
+def cmd_infer_schema(ctx: Context, args: argparse.Namespace) -> int:
+    """Write schema.toml from a data file, for review: types, ranges, categories, gaps, label and task."""
+    from ml import infer_schema, tasks
+
+    config = ctx.config
+    data = Path(args.input) if args.input else data_step.source_path(config.data.source, config.root)
+    if not data.is_file():
+        raise PipelineError(f"DATA={args.input} does not exist; name a CSV or Parquet file")
+    if not args.label:
+        raise PipelineError(
+            "infer-schema needs the label: `make infer-schema DATA=<file> LABEL=<column>` (TASK=binary, multiclass "
+            "or regression to override the guess)"
+        )
+    frame = data_step.load_frame(data)
+    contract, notes = infer_schema.infer(frame, args.label, args.task, config.schema_path)
+    try:
+        source = data.resolve().relative_to(config.root)
+    except ValueError:
+        source = data.resolve()
+    atomic.write_text(config.schema_path, schema.to_toml(contract, source.as_posix()))
+    kinds = {kind: len(contract.of_kind(kind)) for kind in schema.Kind}
+    ctx.console.print(
+        f"wrote {config.schema_path}: label {contract.label!r}, task {contract.task}, "
+        f"{kinds[schema.Kind.NUMERIC]} numeric and {kinds[schema.Kind.CATEGORICAL]} categorical feature(s), "
+        f"{sum(f.nullable for f in contract.features)} with missing values",
+        highlight=False,
+    )
+    for note in notes:
+        ctx.console.print(f"[yellow]note:[/] {escape(note)}")
+    steps = []
+    if source.as_posix() != config.data.source:
+        steps.append(f'set [data].source = "{source.as_posix()}" in {config.path.name}')
+    try:
+        tasks.check_config(contract.task, config.gate, config.monitor, config.path)
+    except PipelineError:
+        steps.append(
+            f"set [gate] and [monitor].quality_metrics for a {contract.task} task, e.g.:\n"
+            + tasks.suggested_config(contract.task)
+        )
+    if contract.task is schema.Task.REGRESSION and config.train.estimator.endswith("Classifier"):
+        steps.append('set [train].estimator to a regressor, e.g. "sklearn.ensemble.RandomForestRegressor"')
+    elif contract.task.is_classification and config.train.estimator.endswith("Regressor"):
+        steps.append('set [train].estimator to a classifier, e.g. "sklearn.ensemble.RandomForestClassifier"')
+    ctx.console.print("Review it, then:" if steps else "Review it, then run `make pipeline`.")
+    for number, step in enumerate(steps, start=1):
+        ctx.console.print(f"  {number}. {escape(step)}", highlight=False)
+    return 0
+
+
+PREDICT_BATCH = 100  # rows per request: well under the endpoint's 6 MB payload limit for tabular rows
+
+
+def cmd_predict(ctx: Context, args: argparse.Namespace) -> int:
+    """Score a CSV file (a header row naming the schema's features) against the running endpoint."""
+    if not args.input:
+        raise PipelineError("predict needs INPUT=<csv with a header row naming the features>")
+    path = Path(args.input)
+    if not path.is_file():
+        raise PipelineError(f"INPUT={path} does not exist; name a CSV file with a header row naming the features")
+    contract = schema.for_config(ctx.config)
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in contract.names if name not in (reader.fieldnames or [])]
+        if missing:
+            raise PipelineError(
+                f"{path} lacks the feature column(s) {', '.join(missing)} ({contract.path.name} names them)"
+            )
+        rows = list(reader)
+    if not rows:
+        raise PipelineError(f"{path} holds no rows to score")
+    status = ctx.backends.endpoint.status()
+    if status is None or not status.healthy:
+        raise PipelineError(
+            f"endpoint {ctx.backends.endpoint.name} is not serving; run `make deploy` (or `make pipeline`)"
+        )
+    answers: list[dict[str, Any]] = []
+    for start in range(0, len(rows), PREDICT_BATCH):
+        lines = smoke_step.csv_lines(rows[start : start + PREDICT_BATCH], contract.names)
+        body = ("\n".join(lines) + "\n").encode()
+        answers += json.loads(ctx.backends.endpoint.invoke(body, "text/csv", "application/json"))["predictions"]
+    output = Path(args.output) if args.output else ctx.config.state_dir / "predictions" / f"{path.stem}-predictions.csv"
+    columns = list(answers[0]) if answers else []
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    fields = list(rows[0])
+    writer.writerow([*fields, *(f"predicted_{c}" for c in columns)])
+    for row, answer in zip(rows, answers, strict=True):
+        writer.writerow(
+            [*(row[f] for f in fields), *(json.dumps(v) if isinstance(v, dict) else v for v in answer.values())]
+        )
+    atomic.write_text(output, text.getvalue())  # whole or not at all
+    ctx.console.print(f"scored {len(rows)} row(s) with v{status.version}: {output}", highlight=False)
+    return 0
 
 
 def cmd_label(ctx: Context, args: argparse.Namespace) -> int:
@@ -489,13 +621,14 @@ def cmd_label(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     backends = ctx.backends
     table = Table(title=f"model registry {backends.registry.group}")
-    for column in ("version", "status", "roc_auc", "git sha", "created"):
+    primary = ctx.config.gate.primary_metric
+    for column in ("version", "status", primary, "git sha", "created"):
         table.add_column(column)
     for model in backends.registry.versions():
         table.add_row(
             str(model.version),
             model.package.approval_status,
-            f"{model.package.metrics.get('roc_auc', float('nan')):.4f}",
+            f"{model.package.metrics.get(primary, float('nan')):.4f}",
             model.package.lineage.get("git_sha", "")[:10],
             model.created_at,
         )
@@ -585,6 +718,8 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "drift-demo": cmd_drift_demo,
     "quality-demo": cmd_quality_demo,
     "label": cmd_label,
+    "infer-schema": cmd_infer_schema,
+    "predict": cmd_predict,
     "promotion-pr": cmd_promotion_pr,
     "promotion-preview": cmd_promotion_preview,
     "stop-jobs": cmd_stop_jobs,
@@ -627,9 +762,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrain", action="store_true", help="monitor: run the pipeline when violations are found")
     parser.add_argument("--repair", action="store_true", help="registry-check: rebuild the database from the journal")
     parser.add_argument("--keep", type=int, default=3, help="gc: how many recent versions and jobs to keep")
-    parser.add_argument(
-        "--input", help="label: a CSV with columns inference_id and label; promotion-preview: pulumi preview's output"
-    )
+    parser.add_argument("--input", help="label: a CSV with columns inference_id and label; predict: rows to score; "
+                        "infer-schema: the data file; promotion-preview: pulumi preview's output")  # fmt: skip
+    parser.add_argument("--output", help="predict: where to write the predictions")
+    parser.add_argument("--label", help="infer-schema: the column the model predicts")
+    parser.add_argument("--task", help="infer-schema: binary, multiclass or regression (default: guessed)")
     parser.add_argument(
         "--from", dest="from_env", choices=("dev", "staging"), help="promotion-pr: take the version this stack serves"
     )

@@ -21,13 +21,14 @@ from ml.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
-Metric = Literal["roc_auc", "accuracy", "f1", "precision", "recall"]
+# Metric names depend on the task in schema.toml; ml/tasks.py checks them once the schema is read.
+Metric = Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 class _Section(BaseModel):
     # Unknown keys are typos more often than not; refuse them rather than ignore them.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
@@ -97,19 +98,27 @@ class FrameworkSection(_Section):
 
 class DataSection(_Section):
     source: str = "data/breast_cancer.csv"
+    # The data contract (ml/schema.py), relative to this file; `make infer-schema` writes it.
+    schema_file: str = Field(default="schema.toml", alias="schema")
     test_fraction: Fraction = 0.25
     seed: int = 42
 
 
 class TrainSection(_Section):
     max_runtime_seconds: Annotated[int, Field(gt=0, le=432_000)] = 900
+    # Any scikit-learn estimator (or one from requirements.txt beside train.py), by import path;
+    # [train.hyperparameters] are its constructor's parameters, passed through as they are.
+    estimator: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")] = (
+        "sklearn.ensemble.RandomForestClassifier"
+    )
     hyperparameters: dict[str, int | float | str | bool] = Field(default_factory=dict)
 
 
 class GateSection(_Section):
     primary_metric: Metric = "roc_auc"
-    max_regression: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    thresholds: dict[Metric, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+    # In the primary metric's own unit (an error metric's may exceed 1).
+    max_regression: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
+    thresholds: dict[Metric, Annotated[float, Field(allow_inf_nan=False)]] = Field(default_factory=dict)
 
     @field_validator("thresholds")
     @classmethod
@@ -135,7 +144,7 @@ class MonitorSection(_Section):
     # More unreadable captured requests than this share of the window is a violation.
     max_unreadable_share: Annotated[float, Field(ge=0, le=1)] = 0.01
     # Model quality on labelled traffic: these metrics, no more than tolerance below the registered.
-    quality_metrics: tuple[Literal["roc_auc", "accuracy", "f1", "precision", "recall"], ...] = ("accuracy",)
+    quality_metrics: tuple[Metric, ...] = ("accuracy",)  # the task's own (ml/tasks.py)
     quality_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.05
     min_labels: Annotated[int, Field(ge=1)] = 50
     # A serving model older than this is a violation (and an alarm in AWS): retrain.
@@ -188,6 +197,10 @@ class Config(_Section):
         return self.path.parent
 
     @property
+    def schema_path(self) -> Path:
+        return (self.root / self.data.schema_file).resolve()
+
+    @property
     def state_dir(self) -> Path:
         override = os.environ.get("MLOPS_HOME")
         return Path(override).resolve() if override else self.root / ".mlops"
@@ -206,6 +219,7 @@ class Config(_Section):
         return {
             "framework": self.framework.model_dump(),
             "data": {"test_fraction": self.data.test_fraction, "seed": self.data.seed},
+            "estimator": self.train.estimator,
             "hyperparameters": dict(sorted(self.train.hyperparameters.items())),
         }
 

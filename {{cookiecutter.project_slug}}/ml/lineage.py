@@ -12,10 +12,15 @@ from ml.hashing import combine, files_sha256, json_sha256
 # The files whose content shapes the model. They ship to the training container, so a
 # change to any of them means a new model; other modules (reports, CLI) do not.
 MODEL_CODE = ("train.py", "inference.py", "evaluate.py")
+# Extra libraries for train.py and inference.py: the SageMaker container pip-installs this file
+# from the source directory before training, and from the model's code/ before serving.
+REQUIREMENTS = "requirements.txt"
 
 
 def model_code_files() -> tuple[Path, ...]:
-    return tuple(PROJECT_ROOT / "ml" / name for name in MODEL_CODE)
+    requirements = PROJECT_ROOT / "ml" / REQUIREMENTS
+    extra = (requirements,) if requirements.is_file() else ()
+    return (*(PROJECT_ROOT / "ml" / name for name in MODEL_CODE), *extra)
 
 
 def code_hash() -> str:

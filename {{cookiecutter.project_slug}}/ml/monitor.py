@@ -56,6 +56,13 @@ class Settings:
     quality_tolerance: float = 0.05
     min_labels: int = 50
     max_model_age_days: int = 90
+    # From the model's registered evaluation: how labels and answers are compared.
+    task: str = "binary"
+    positive_class: str = "1"
+
+
+# Metrics where a smaller number is better: a quality drop is a rise.
+LOWER_IS_BETTER = {"rmse", "mae"}
 
 
 @dataclass
@@ -65,7 +72,7 @@ class FeatureWindow:
     present: int = 0  # rows that carry the feature
     not_numbers: int = 0
     missing: int = 0  # present but empty or null
-    buckets: list[float] = field(default_factory=list)
+    buckets: list[float] = field(default_factory=list)  # categorical: one per category, then "other"
 
     @property
     def valid(self) -> int:
@@ -77,15 +84,17 @@ class Window:
     start: datetime
     end: datetime
     features: dict[str, FeatureWindow]
-    lower_bounds: dict[str, list[float]]  # each feature's baseline buckets
+    lower_bounds: dict[str, list[float]]  # each numeric feature's baseline buckets
     records: int = 0  # readable requests
     rows: int = 0
     unreadable: int = 0
     unreadable_examples: list[str] = field(default_factory=list)
     excluded: int = 0  # the project's own requests
-    # inference id -> (predicted label, probability of the positive class): for ground truth.
-    predictions: dict[str, tuple[int, float]] = field(default_factory=dict)
-    labels: dict[str, int] = field(default_factory=dict)
+    categories: dict[str, list[str]] = field(default_factory=dict)  # each categorical feature's categories
+    # inference id -> (predicted label as text, probability of the positive class), or for a
+    # regression model (predicted value, nan): for ground truth.
+    predictions: dict[str, tuple[str | float, float]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
     bad_labels: int = 0
     bad_label_examples: list[str] = field(default_factory=list)
 
@@ -141,6 +150,33 @@ def lower_bounds(feature: dict[str, Any]) -> list[float]:
     return [b["lower_bound"] for b in feature["numerical_statistics"]["distribution"]["kll"]["buckets"]]
 
 
+def is_categorical(feature: dict[str, Any]) -> bool:
+    return "string_statistics" in feature
+
+
+def categories(feature: dict[str, Any]) -> list[str]:
+    return [str(b["value"]) for b in feature["string_statistics"]["distribution"]["categorical"]["buckets"]]
+
+
+def baseline_counts(feature: dict[str, Any]) -> list[float]:
+    """The training rows per bucket: decile buckets of a number, or each category then "other" (0 in training)."""
+    if is_categorical(feature):
+        return [b["count"] for b in feature["string_statistics"]["distribution"]["categorical"]["buckets"]] + [0.0]
+    return [b["count"] for b in feature["numerical_statistics"]["distribution"]["kll"]["buckets"]]
+
+
+def baseline_missing(feature: dict[str, Any]) -> float:
+    kind = "string_statistics" if is_categorical(feature) else "numerical_statistics"
+    return float(feature[kind]["common"].get("num_missing", 0))
+
+
+def category_text(value: Any) -> str:
+    """A category as ml/inference.py reads it (3.0 reads as 3)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def bucket_of(value: float, lowers: list[float]) -> int:
     """The baseline bucket a value falls in: [lower_i, lower_i+1), the ends open to the outside.
 
@@ -187,16 +223,21 @@ def _decoded(side: dict[str, Any]) -> str:
     return str(text)
 
 
-def _predictions(side: dict[str, Any]) -> list[tuple[int, float]]:
-    """What the endpoint answered: (label, probability) per row, from its JSON output."""
+def _predictions(side: dict[str, Any]) -> list[tuple[str | float, float]]:
+    """What the endpoint answered per row, from its JSON output: (label as text, probability), or (value, nan)."""
     answer = json.loads(_decoded(side))
-    return [(int(p["label"]), float(p["probability"])) for p in answer["predictions"]]
+    return [
+        (float(p["value"]), math.nan) if "value" in p else (category_text(p["label"]), float(p["probability"]))
+        for p in answer["predictions"]
+    ]
 
 
 def new_window(statistics: dict[str, Any], start: datetime, end: datetime) -> Window:
-    bounds = {f["name"]: lower_bounds(f) for f in statistics["features"]}
-    features = {name: FeatureWindow(buckets=[0.0] * len(lowers)) for name, lowers in bounds.items()}
-    return Window(start=start, end=end, features=features, lower_bounds=bounds)
+    numeric = [f for f in statistics["features"] if not is_categorical(f)]
+    bounds = {f["name"]: lower_bounds(f) for f in numeric}
+    kinds = {f["name"]: categories(f) for f in statistics["features"] if is_categorical(f)}
+    features = {f["name"]: FeatureWindow(buckets=[0.0] * len(baseline_counts(f))) for f in statistics["features"]}
+    return Window(start=start, end=end, features=features, lower_bounds=bounds, categories=kinds)
 
 
 def add_capture(window: Window, source: str, lines: Iterable[str], only_ids: str | None = None) -> None:
@@ -236,6 +277,11 @@ def add_capture(window: Window, source: str, lines: Iterable[str], only_ids: str
                 if value is None or value == "":
                     feature.missing += 1
                     continue
+                if name in window.categories:
+                    known = window.categories[name]
+                    text = category_text(value)
+                    feature.buckets[known.index(text) if text in known else len(known)] += 1
+                    continue
                 try:
                     number_value = float(value)
                 except (TypeError, ValueError):
@@ -261,9 +307,9 @@ def add_ground_truth(window: Window, source: str, lines: Iterable[str]) -> None:
             event = str(record["eventMetadata"]["eventId"])
             data = record["groundTruthData"]
             text = _decoded(data).strip()
-            label = int(float(text))
-            if float(text) != label:
-                raise ValueError(f"label {text!r} is not a class")
+            if not text:
+                raise ValueError("the label is empty")
+            label = text
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError) as error:
             window.bad_labels += 1
             if len(window.bad_label_examples) < MAX_EXAMPLES:
@@ -303,16 +349,37 @@ def _chi_square_p(baseline: list[float], live: list[float]) -> float:
     return float(chi2_contingency(table, correction=False).pvalue)
 
 
-def _live_metrics(window: Window) -> tuple[dict[str, float], int]:
+def _regression_metrics(joined: list[tuple[float, float]]) -> dict[str, float]:
+    errors = [truth - predicted for truth, predicted in joined]
+    mean = sum(t for t, _ in joined) / len(joined)
+    total = sum((t - mean) ** 2 for t, _ in joined)
+    residual = sum(e * e for e in errors)
+    return {
+        "mae": sum(abs(e) for e in errors) / len(errors),
+        "rmse": math.sqrt(residual / len(errors)),
+        "r2": 1 - residual / total if total else 0.0,
+    }
+
+
+def _live_metrics(window: Window, settings: Settings) -> tuple[dict[str, float], int]:
     joined = [(window.labels[i], p) for i, p in window.predictions.items() if i in window.labels]
     if not joined:
         return {}, 0
-    truth = [t for t, _ in joined]
-    predicted = [label for _, (label, _) in joined]
-    tp = sum(1 for t, p in zip(truth, predicted, strict=True) if t == 1 and p == 1)
-    fp = sum(1 for t, p in zip(truth, predicted, strict=True) if t == 0 and p == 1)
-    fn = sum(1 for t, p in zip(truth, predicted, strict=True) if t == 1 and p == 0)
+    if settings.task == "regression":
+        pairs = []
+        for actual, (value, _) in joined:
+            with contextlib.suppress(ValueError):
+                pairs.append((float(actual), float(value)))
+        return (_regression_metrics(pairs), len(pairs)) if pairs else ({}, 0)
+    truth = [category_text(float(t)) if _is_number(t) else t for t, _ in joined]  # "1.0" and "1" are one class
+    predicted = [str(label) for _, (label, _) in joined]
     metrics = {"accuracy": sum(1 for t, p in zip(truth, predicted, strict=True) if t == p) / len(joined)}
+    if settings.task != "binary":
+        return metrics, len(joined)
+    positive = settings.positive_class
+    tp = sum(1 for t, p in zip(truth, predicted, strict=True) if t == positive and p == positive)
+    fp = sum(1 for t, p in zip(truth, predicted, strict=True) if t != positive and p == positive)
+    fn = sum(1 for t, p in zip(truth, predicted, strict=True) if t == positive and p != positive)
     metrics["precision"] = tp / (tp + fp) if tp + fp else 0.0
     metrics["recall"] = tp / (tp + fn) if tp + fn else 0.0
     total = metrics["precision"] + metrics["recall"]
@@ -321,11 +388,20 @@ def _live_metrics(window: Window) -> tuple[dict[str, float], int]:
         from scipy.stats import mannwhitneyu
 
         scores = [probability for _, (_, probability) in joined]
-        positives = [s for s, t in zip(scores, truth, strict=True) if t == 1]
-        negatives = [s for s, t in zip(scores, truth, strict=True) if t == 0]
+        positives = [s for s, t in zip(scores, truth, strict=True) if t == positive]
+        negatives = [s for s, t in zip(scores, truth, strict=True) if t != positive]
         # ROC AUC is the Mann-Whitney U of the positives' scores over the negatives'.
-        metrics["roc_auc"] = float(mannwhitneyu(positives, negatives).statistic) / (len(positives) * len(negatives))
+        if positives and negatives:
+            metrics["roc_auc"] = float(mannwhitneyu(positives, negatives).statistic) / (len(positives) * len(negatives))
     return metrics, len(joined)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check(
@@ -359,7 +435,7 @@ def check(
         if window.rows and not feature.present:
             violations.append(Violation(name, "missing_column_check", f"no captured request has column {name}"))
             continue
-        if feature.not_numbers:
+        if feature.not_numbers and name not in window.categories:
             violations.append(
                 Violation(
                     name,
@@ -381,8 +457,12 @@ def check(
                 )
             )
         if judged and valid:
-            baseline = [b["count"] for b in stats[name]["numerical_statistics"]["distribution"]["kll"]["buckets"]]
-            p_values[name] = _chi_square_p(baseline, feature.buckets)
+            trained, seen = baseline_counts(stats[name]), list(feature.buckets)
+            if required < 1.0:
+                # A feature that may be missing: its missing share is one more cell of the test, so a
+                # jump in gaps is drift, while gaps as common as in training are not.
+                trained, seen = [*trained, baseline_missing(stats[name])], [*seen, float(feature.missing)]
+            p_values[name] = _chi_square_p(trained, seen)
     if judged:
         limit = settings.drift_alpha / max(1, len(p_values))
         for name, p in p_values.items():
@@ -395,18 +475,20 @@ def check(
                         f"{drift_score(p):.1f} > {score_threshold(settings, len(p_values)):.1f})",
                     )
                 )
-    live, labelled = _live_metrics(window)
+    live, labelled = _live_metrics(window, settings)
     if registered_metrics and labelled >= settings.min_labels:
         for metric in settings.quality_metrics:
             if metric in live and metric in registered_metrics:
                 drop = registered_metrics[metric] - live[metric]
+                if metric in LOWER_IS_BETTER:
+                    drop = -drop
                 if drop > settings.quality_tolerance:
                     violations.append(
                         Violation(
                             metric,
                             "model_quality_check",
                             f"{metric} on {labelled} labelled requests is {live[metric]:.4f}, "
-                            f"{drop:.4f} below the {registered_metrics[metric]:.4f} registered for the model "
+                            f"{drop:.4f} worse than the {registered_metrics[metric]:.4f} registered for the model "
                             f"(tolerance {settings.quality_tolerance})",
                         )
                     )

@@ -33,6 +33,7 @@ if __package__:
         Settings,
         add_capture,
         add_ground_truth,
+        category_text,
         check,
         hours,
         metrics_document,
@@ -45,6 +46,7 @@ else:  # in the container: the modules sit beside this script
         Settings,
         add_capture,
         add_ground_truth,
+        category_text,
         check,
         hours,
         metrics_document,
@@ -146,7 +148,11 @@ def monitor(args: argparse.Namespace) -> dict[str, Any]:
     evaluation_files = (
         sorted((root / "input" / "evaluation").glob("*.json")) if (root / "input" / "evaluation").is_dir() else []
     )
-    registered = json.loads(evaluation_files[0].read_text())["candidate"]["metrics"] if evaluation_files else None
+    evaluation = json.loads(evaluation_files[0].read_text())["candidate"] if evaluation_files else None
+    registered = evaluation["metrics"] if evaluation else None
+    # The task and positive class the model was evaluated with decide how labels are compared.
+    task = str(evaluation.get("task", "binary")) if evaluation else "binary"
+    positive = evaluation.get("positive_class", 1) if evaluation else 1
     settings = Settings(
         drift_alpha=args.drift_alpha,
         min_rows=args.min_rows,
@@ -155,6 +161,8 @@ def monitor(args: argparse.Namespace) -> dict[str, Any]:
         quality_tolerance=args.quality_tolerance,
         min_labels=args.min_labels,
         max_model_age_days=args.max_model_age_days,
+        task=task,
+        positive_class=category_text(positive),
     )
     end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
     start = end - timedelta(hours=args.window_hours)

@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any
 
 if __package__:
-    from ml.monitor import MonitorResult, Settings, metrics_document, score_threshold
+    from ml.monitor import MonitorResult, Settings, baseline_counts, is_categorical, metrics_document, score_threshold
 else:  # in the monitoring job's container: ml/monitor.py sits beside this file
-    from monitor import MonitorResult, Settings, metrics_document, score_threshold  # type: ignore[import-not-found, no-redef]
+    from monitor import (  # type: ignore[import-not-found, no-redef]
+        MonitorResult,
+        Settings,
+        baseline_counts,
+        is_categorical,
+        metrics_document,
+        score_threshold,
+    )
 
 WIDTH, HEIGHT, MARGIN = 640, 300, 48
 COLOURS = ("#4c78a8", "#f58518", "#e45756")
@@ -83,12 +90,17 @@ def write_report(
     shown = result.drifted or [name for name, _ in ranked[:SHOWN]]
     stats = {f["name"]: f for f in statistics["features"]}
     for name in shown:
-        buckets = stats[name]["numerical_statistics"]["distribution"]["kll"]["buckets"]
-        labels = [f"<{b['upper_bound']:.3g}" for b in buckets]
+        feature = stats[name]
+        if is_categorical(feature):
+            buckets = feature["string_statistics"]["distribution"]["categorical"]["buckets"]
+            labels = [str(b["value"]) for b in buckets] + ["(other)"]
+        else:
+            buckets = feature["numerical_statistics"]["distribution"]["kll"]["buckets"]
+            labels = [f"<{b['upper_bound']:.3g}" for b in buckets]
         svg = bars_svg(
             f"{name}: training vs the window" + (f" (drift score {scores[name]:.1f})" if name in scores else ""),
             labels,
-            {"training": _share([b["count"] for b in buckets]), "window": _share(window.features[name].buckets)},
+            {"training": _share(baseline_counts(feature)), "window": _share(window.features[name].buckets)},
         )
         (plots / f"{_safe(name)}.svg").write_text(svg)
     if ranked:

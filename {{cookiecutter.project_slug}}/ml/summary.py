@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ml import atomic, faults
@@ -122,7 +123,8 @@ class Summary:
         steps.add_column("detail", overflow="fold")
         for record in self.steps:
             style = STATUS_STYLE.get(record.status, "")
-            steps.add_row(record.name, f"[{style}]{record.status}[/]", f"{record.seconds:.2f}", record.detail)
+            # Details quote messages such as "[data].source ...": shown literally, never as rich markup.
+            steps.add_row(record.name, f"[{style}]{record.status}[/]", f"{record.seconds:.2f}", escape(record.detail))
         console.print(steps)
         if self.metrics:
             metrics = Table(title="metrics (held-out test set)")
@@ -139,5 +141,5 @@ class Summary:
             console.print(metrics)
         facts = Table(show_header=False, title="where things are")
         for key, value in [*self.model.items(), *self.paths.items()]:
-            facts.add_row(key, str(value))
+            facts.add_row(key, escape(str(value)))
         console.print(facts)

@@ -12,8 +12,11 @@ import pytest
 import tomli_w
 from rich.console import Console
 
+from ml import schema as schema_file
 from ml.config import PROJECT_ROOT, Config, load_config
 from ml.context import Context, make_context
+from ml.schema import Task
+from ml.tasks import metric
 from tests.aws_fixtures import Account, aws, aws_module
 
 __all__ = ["Account", "aws", "aws_module"]  # moto-backed AWS accounts, for every test module
@@ -31,14 +34,33 @@ def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 def write_config(directory: Path, **sections: Any) -> Path:
     """A copy of the project's mlops.toml with sections changed, e.g. train={"hyperparameters": {...}}.
 
-    Paths in the copy stay relative to its own directory, as in the original; the data source,
-    unless a test sets its own, still names the project's data set.
+    Paths in the copy stay relative to its own directory, as in the original; the data source and
+    the schema, unless a test sets its own, still name the project's.
     """
     raw = tomllib.loads((PROJECT_ROOT / "mlops.toml").read_text())
     raw["data"]["source"] = str((PROJECT_ROOT / raw["data"]["source"]).resolve())
+    raw["data"]["schema"] = str((PROJECT_ROOT / raw["data"].get("schema", "schema.toml")).resolve())
     path = directory / "mlops.toml"
     path.write_text(tomli_w.dumps(merge(raw, sections)))
     return path
+
+
+def lenient_gate() -> dict[str, Any]:
+    """A [gate] any model of the project's task passes: each of its thresholds at its loosest."""
+    config = load_config(PROJECT_ROOT / "mlops.toml")
+    task = schema_file.load(config.schema_path).task
+    loosest = {True: -1e12, False: 1e12}  # error metrics (rmse, mae) are maxima
+    thresholds = {name: loosest[metric(task, name).higher_is_better] for name in config.gate.thresholds}
+    return {"thresholds": thresholds, "max_regression": 0.0}
+
+
+def weak_training() -> dict[str, Any]:
+    """[train] for a model worse than the project's own on any data it could learn from: scikit-learn's
+    dummy estimator of the task (class priors, or the mean), which reads no feature."""
+    config = load_config(PROJECT_ROOT / "mlops.toml")
+    task = schema_file.load(config.schema_path).task
+    dummy = "sklearn.dummy.DummyRegressor" if task is Task.REGRESSION else "sklearn.dummy.DummyClassifier"
+    return {"train": {"estimator": dummy, "hyperparameters": {}}}
 
 
 def quiet_console() -> Console:

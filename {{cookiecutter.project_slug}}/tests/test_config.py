@@ -19,8 +19,9 @@ def test_the_committed_config_loads() -> None:
 @pytest.mark.parametrize(
     ("sections", "named"),
     [
-        ({"gate": {"primary_metric": "speed"}}, "gate.primary_metric"),
-        ({"gate": {"thresholds": {"roc_auc": 1.5}}}, "gate.thresholds.roc_auc"),
+        ({"gate": {"primary_metric": "Speed!"}}, "gate.primary_metric"),
+        ({"gate": {"max_regression": -0.1}}, "gate.max_regression"),
+        ({"train": {"estimator": "RandomForest"}}, "train.estimator"),
         ({"gate": {"thresholds": {}}}, "gate.thresholds"),
         ({"data": {"test_fraction": 0}}, "data.test_fraction"),
         ({"train": {"max_runtime_seconds": -1}}, "train.max_runtime_seconds"),

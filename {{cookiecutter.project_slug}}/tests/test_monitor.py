@@ -1,4 +1,9 @@
-"""The monitor: drift without false alarms, unreadable traffic, ground truth, age, the report, memory."""
+"""The monitor: drift without false alarms, unreadable traffic, ground truth, age, the report, memory.
+
+Drift is judged on the project's own data (its schema, whatever it holds) and on a synthetic data
+set with numbers, categories and gaps (tests/data_factory.py); the monitor's mechanics (windows,
+unreadable lines, labels, the report) on the synthetic one, so every test holds for any project.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +11,83 @@ import base64
 import json
 import random
 import tracemalloc
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml import monitor, schema
+from ml import monitor
 from ml.monitor_job import main as job_main
 from ml.monitor_report import write_report
+from ml.schema import Feature, Kind, Schema, Task
 from ml.train import baseline
-from tests.data_factory import example_frame
+from tests.data_factory import csv_line, example_frame, project_schema, schema_frame, synthetic_schema
 
-FEATURES = list(schema.FEATURES)
-FRAME = example_frame()
-# The same kind of split the data step makes: the baseline from one part, live traffic from the other.
-TRAIN = FRAME.sample(frac=0.75, random_state=42)
-LIVE = FRAME.drop(TRAIN.index)
-STATISTICS, CONSTRAINTS = baseline(TRAIN, FEATURES)
-STD = {f["name"]: f["numerical_statistics"]["std_dev"] for f in STATISTICS["features"]}
+
+@dataclass(frozen=True)
+class Case:
+    """A data set split as the data step splits it: the baseline from one part, live traffic from the other."""
+
+    schema: Schema
+    train: pd.DataFrame
+    live: pd.DataFrame
+    statistics: dict[str, Any]
+    constraints: dict[str, Any]
+
+    @property
+    def features(self) -> list[str]:
+        return self.schema.names
+
+    @property
+    def settings(self) -> monitor.Settings:
+        # A small data set (wine's 178 rows leave 44 held out) holds fewer live rows than the
+        # monitor's minimum window; judge what it has rather than asserting on too small a window.
+        return monitor.Settings(min_rows=min(monitor.Settings().min_rows, len(self.live)))
+
+
+def make_case(contract: Schema, frame: pd.DataFrame) -> Case:
+    train = frame.sample(frac=0.75, random_state=42)
+    live = frame.drop(train.index)
+    statistics, constraints = baseline(train, contract.as_dict())
+    return Case(contract, train, live, statistics, constraints)
+
+
+PROJECT = make_case(project_schema(), example_frame())
+SYNTHETIC = make_case(synthetic_schema(Task.BINARY), schema_frame(synthetic_schema(Task.BINARY), 800, seed=3))
+CASES = [pytest.param(PROJECT, id="project-data"), pytest.param(SYNTHETIC, id="synthetic-categories-and-gaps")]
+# The mechanics below run on the synthetic case, which has every kind of feature.
+FEATURES = SYNTHETIC.features
+LIVE = SYNTHETIC.live
+STATISTICS, CONSTRAINTS = SYNTHETIC.statistics, SYNTHETIC.constraints
 NOW = datetime(2026, 11, 22, 14, 30, tzinfo=UTC)
 SETTINGS = monitor.Settings()
+
+
+def shifted(case: Case, frame: pd.DataFrame, names: set[str], size: float, direction: float = 1.0) -> pd.DataFrame:
+    """Each named feature moved: a number by size standard deviations, a category or a two-valued
+    number onto its rarest value."""
+    moved = frame.copy()
+    stats = {f["name"]: f for f in case.statistics["features"]}
+    for name in names:
+        feature = case.schema.feature(name)
+        counts = case.train[name].value_counts()
+        if feature.kind is Kind.NUMERIC and len(counts) <= 2:
+            # A two-valued number (diabetes' sex) cannot move by a spread: a shift is its mix changing.
+            moved[name] = counts.index[-1]
+        elif feature.kind is Kind.NUMERIC:
+            spread = stats[name]["numerical_statistics"]["std_dev"] or 1.0
+            moved[name] = moved[name] + direction * size * spread
+        else:
+            buckets = stats[name]["string_statistics"]["distribution"]["categorical"]["buckets"]
+            rarest = min(buckets, key=lambda b: b["count"])["value"]
+            moved[name] = moved[name].where(moved[name].isna(), rarest)
+    return moved
 
 
 def record(
@@ -49,59 +107,81 @@ def record(
                        "eventVersion": "0"})  # fmt: skip
 
 
-def batches(frame: pd.DataFrame, size: int = 10) -> list[str]:
-    return [
-        record(frame.iloc[i : i + size][FEATURES].to_csv(header=False, index=False)) for i in range(0, len(frame), size)
-    ]
+def batches(frame: pd.DataFrame, size: int = 10, features: list[str] | None = None) -> list[str]:
+    names = features or FEATURES
+    rows = [csv_line(row, names) for _, row in frame.iterrows()]
+    return [record("\n".join(rows[i : i + size]) + "\n") for i in range(0, len(rows), size)]
 
 
-def window_of(lines: list[str], start: datetime = NOW - timedelta(hours=1)) -> monitor.Window:
-    window = monitor.new_window(STATISTICS, start, NOW + timedelta(minutes=1))
+def window_of(lines: list[str], start: datetime = NOW - timedelta(hours=1), case: Case = SYNTHETIC) -> monitor.Window:
+    window = monitor.new_window(case.statistics, start, NOW + timedelta(minutes=1))
     monitor.add_capture(window, "capture.jsonl", lines)
     return window
 
 
-def run(lines: list[str], **checks: Any) -> monitor.MonitorResult:
-    return monitor.check(window_of(lines), STATISTICS, CONSTRAINTS, checks.pop("settings", SETTINGS), **checks)
+def run(lines: list[str], case: Case = SYNTHETIC, **checks: Any) -> monitor.MonitorResult:
+    settings_ = checks.pop("settings", case.settings)
+    return monitor.check(window_of(lines, case=case), case.statistics, case.constraints, settings_, **checks)
 
 
-def test_clean_traffic_raises_no_violation() -> None:
-    result = run(batches(LIVE))
-    assert result.window.rows == len(LIVE) and result.judged_drift
+@pytest.mark.parametrize("case", CASES)
+def test_clean_traffic_raises_no_violation(case: Case) -> None:
+    result = run(batches(case.live, features=case.features), case)
+    assert result.window.rows == len(case.live) and result.judged_drift
     assert result.violations == []
 
 
-def test_clean_traffic_at_the_minimum_window_raises_under_one_percent_false_alarms() -> None:
+@pytest.mark.parametrize("case", CASES)
+def test_clean_traffic_at_the_minimum_window_raises_under_one_percent_false_alarms(case: Case) -> None:
     # The finding: PSI flagged 200 of 200 clean samples of 50 rows. Now 200 windows of min_rows
     # clean held-out rows each (a fixed seed) must raise a drift alarm in fewer than 1 % of them.
     chooser = random.Random(7)
-    rows = LIVE[FEATURES].to_numpy().tolist()
+    rows = [csv_line(row, case.features) for _, row in case.live.iterrows()]
     alarms = 0
     for _ in range(200):
-        sample = chooser.sample(rows, SETTINGS.min_rows)
-        lines = [record(",".join(repr(v) for v in row) + "\n") for row in sample]
-        result = run(lines)
+        sample = chooser.sample(rows, min(SETTINGS.min_rows, len(rows)))
+        result = run([record(line + "\n") for line in sample], case, settings=monitor.Settings(min_rows=len(sample)))
         assert result.judged_drift
         alarms += bool(result.drifted)
     assert alarms / 200 < 0.01, f"{alarms} false alarms in 200 clean windows"
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    shifted=st.sets(st.sampled_from(FEATURES), min_size=1, max_size=5),
-    size=st.floats(min_value=1.0, max_value=4.0),
-    direction=st.sampled_from([-1.0, 1.0]),
-)
-def test_shifted_features_are_flagged_and_only_those(shifted: set[str], size: float, direction: float) -> None:
+def movable(case: Case) -> list[str]:
+    """Features a shift changes: numbers that vary, categories with more than one value."""
+    stats = {f["name"]: f for f in case.statistics["features"]}
+    return [
+        name for name in case.features
+        if ("numerical_statistics" in stats[name] and stats[name]["numerical_statistics"]["std_dev"] > 0)
+        or ("string_statistics" in stats[name] and stats[name]["string_statistics"]["distinct_count"] > 1)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), size=st.floats(min_value=1.5, max_value=4.0), direction=st.sampled_from([-1.0, 1.0]))
+def test_shifted_features_are_flagged_and_only_those(
+    case: Case, data: st.DataObject, size: float, direction: float
+) -> None:
+    names = data.draw(st.sets(st.sampled_from(movable(case)), min_size=1, max_size=4))
+    live = shifted(case, case.live, names, size, direction)
+    assert set(run(batches(live, features=case.features), case).drifted) == names
+
+
+def test_a_jump_in_missing_values_is_drift_where_gaps_are_allowed() -> None:
     live = LIVE.copy()
-    for name in shifted:
-        live[name] = live[name] + direction * size * STD[name]
-    assert set(run(batches(live)).drifted) == shifted
+    live.loc[live.index[: len(live) // 2], "weight"] = np.nan  # far more gaps than training had
+    assert run(batches(live)).drifted == ["weight"]
+
+
+def test_an_unseen_category_is_drift_not_an_error() -> None:
+    live = LIVE.copy()
+    live["colour"] = "purple"
+    result = run(batches(live))
+    assert result.drifted == ["colour"] and result.window.unreadable == 0
 
 
 def test_a_window_too_small_is_said_so_not_passed() -> None:
-    live = LIVE.head(20).copy()
-    live["mean_radius"] += 5 * STD["mean_radius"]
+    live = shifted(SYNTHETIC, LIVE.head(20), {"length"}, 5)
     result = run(batches(live))
     assert not result.judged_drift and result.drifted == [] and result.drift_p == {}
     assert monitor.metrics_document(result, SETTINGS)["judged_drift"] is False
@@ -112,17 +192,17 @@ def json_record(instances: list[dict[Any, Any]]) -> str:
 
 
 def test_missing_column_type_mismatch_and_completeness_with_counts() -> None:
-    rows = LIVE[FEATURES].head(60).to_dict(orient="records")
+    rows = LIVE[FEATURES].head(60).astype(object).where(LIVE[FEATURES].head(60).notna(), None).to_dict(orient="records")
     for row in rows:
-        row.pop("mean_area")  # never sent
-    rows[0]["mean_texture"] = "abc"  # not a number
-    rows[1]["worst_symmetry"] = None  # missing value
+        row.pop("grade")  # never sent
+    rows[0]["weight"] = "abc"  # not a number
+    rows[1]["length"] = None  # missing value where the schema allows none
     result = run([json_record(rows)])
     checks = {(v.feature_name, v.constraint_check_type): v.description for v in result.violations}
-    assert ("mean_area", "missing_column_check") in checks
-    assert ("mean_texture", "data_type_check") in checks
+    assert ("grade", "missing_column_check") in checks
+    assert ("weight", "data_type_check") in checks
     # The finding: "Completeness 1.0000 is below the baseline's 1.0000". Now the count is said.
-    assert checks[("worst_symmetry", "completeness_check")].startswith("1 of 60 values are missing")
+    assert checks[("length", "completeness_check")].startswith("1 of 60 values are missing")
 
 
 def test_unreadable_lines_are_counted_and_a_window_of_them_is_a_violation() -> None:
@@ -176,13 +256,9 @@ def labelled_traffic(flip_every: int = 0) -> tuple[list[str], list[str]]:
     """One request per row with its InferenceId; the labels that arrive later (some changed)."""
     capture, labels = [], []
     for number, (_, row) in enumerate(LIVE.iterrows()):
-        truth = int(row[schema.LABEL])
+        truth = int(row["target"] == "yes")  # the synthetic binary label, as 0/1
         probability = 0.9 if truth else 0.1  # a model that is right on every row
-        capture.append(
-            record(
-                ",".join(repr(row[f]) for f in FEATURES) + "\n", inference_id=f"r{number}", answer=answered(probability)
-            )
-        )
+        capture.append(record(csv_line(row, FEATURES) + "\n", inference_id=f"r{number}", answer=answered(probability)))
         label = 1 - truth if flip_every and number % flip_every == 0 else truth
         labels.append(json.dumps({"groundTruthData": {"data": str(label), "encoding": "CSV"},
                                   "eventMetadata": {"eventId": f"r{number}"}, "eventVersion": "0"}))  # fmt: skip
@@ -212,7 +288,7 @@ def test_bad_labels_and_unknown_ids_are_counted_never_a_crash() -> None:
     capture, labels = labelled_traffic()
     extra = [
         "not json",
-        json.dumps({"groundTruthData": {"data": "maybe", "encoding": "CSV"}, "eventMetadata": {"eventId": "r1"}}),
+        json.dumps({"groundTruthData": {"data": " ", "encoding": "CSV"}, "eventMetadata": {"eventId": "r1"}}),
         json.dumps({"groundTruthData": {"data": "1", "encoding": "CSV"}, "eventMetadata": {"eventId": "never-sent"}}),
     ]
     window = window_of(capture)
@@ -228,8 +304,7 @@ def test_a_model_past_its_age_is_a_violation() -> None:
 
 
 def test_the_job_writes_the_report_plots_and_violations_it_found(tmp_path: Path) -> None:
-    live = LIVE.copy()
-    live["worst_area"] += 2 * STD["worst_area"]
+    live = shifted(SYNTHETIC, LIVE, {"length"}, 2)
     capture = tmp_path / "capture"
     hour = capture / NOW.strftime("%Y/%m/%d/%H")
     hour.mkdir(parents=True)
@@ -242,7 +317,7 @@ def test_the_job_writes_the_report_plots_and_violations_it_found(tmp_path: Path)
     assert job_main(["--root", str(root), "--capture", str(capture), "--end", end, "--version", "3"]) == 0
     output = root / "output" / "monitoring"
     violations = json.loads((output / "constraint_violations.json").read_text())["violations"]
-    assert [v["feature_name"] for v in violations] == ["worst_area"]
+    assert [v["feature_name"] for v in violations] == ["length"]
     report = (output / "report.md").read_text()
     assert f"- violations: {len(violations)}" in report
     for violation in violations:
@@ -250,27 +325,33 @@ def test_the_job_writes_the_report_plots_and_violations_it_found(tmp_path: Path)
             f"| {violation['feature_name']} | {violation['constraint_check_type']} | {violation['description']} |"
             in report
         )
-    for plot in ("drift_scores.svg", "worst_area.svg"):
+    for plot in ("drift_scores.svg", "length.svg"):
         assert (output / "plots" / plot).read_text().startswith("<svg")
     assert json.loads((output / "metrics.json").read_text())["drift"] == 1
 
 
 def test_a_column_name_any_file_system_refuses_still_gets_its_plot(tmp_path: Path) -> None:
     odd = "od280/od315 of diluted wines"  # scikit-learn's own wine data names a column so
-    frame = TRAIN.rename(columns={"mean_radius": odd})
-    names = [odd if f == "mean_radius" else f for f in FEATURES]
-    statistics, _ = baseline(frame, names)
+    frame = SYNTHETIC.train.rename(columns={"length": odd})
+    contract = SYNTHETIC.schema.as_dict()
+    contract["features"][0]["name"] = odd
+    statistics, _ = baseline(frame, contract)
     window = monitor.new_window(statistics, NOW - timedelta(hours=1), NOW)
-    result = monitor.MonitorResult(window, [], {odd: 1e-9}, True, {}, 0, None)
+    result = monitor.MonitorResult(window, [], {odd: 1e-9, "colour": 1e-9}, True, {}, 0, None)
     write_report(tmp_path, result, statistics, SETTINGS, 1)
     assert (tmp_path / "plots" / "od280_od315_of_diluted_wines.svg").is_file()
+    assert (tmp_path / "plots" / "colour.svg").read_text().count("(other)") >= 1
 
 
 def test_the_baseline_uses_model_monitor_formats() -> None:
-    assert STATISTICS["dataset"]["item_count"] == len(TRAIN)
+    assert STATISTICS["dataset"]["item_count"] == len(SYNTHETIC.train)
+    kinds = {f["name"]: f["inferred_type"] for f in STATISTICS["features"]}
+    assert kinds == {"length": "Fractional", "weight": "Fractional", "colour": "String", "grade": "String"}
     feature = STATISTICS["features"][0]
-    assert feature["inferred_type"] == "Fractional"
     assert set(feature["numerical_statistics"]) >= {"common", "mean", "sum", "std_dev", "min", "max", "distribution"}
+    colour = STATISTICS["features"][2]["string_statistics"]["distribution"]["categorical"]["buckets"]
+    assert [b["value"] for b in colour] == ["blue, dark", "green", "red"]
+    assert [f["completeness"] for f in CONSTRAINTS["features"]] == [1.0, 0.0, 1.0, 0.0]
     assert CONSTRAINTS["monitoring_config"]["evaluate_constraints"] == "Enabled"
 
 
@@ -278,7 +359,7 @@ def test_training_and_traffic_bucket_a_value_on_an_edge_alike() -> None:
     feature = STATISTICS["features"][0]
     lowers = monitor.lower_bounds(feature)
     counts = [0.0] * len(lowers)
-    for value in TRAIN[feature["name"]]:
+    for value in SYNTHETIC.train[feature["name"]]:
         counts[monitor.bucket_of(float(value), lowers)] += 1
     assert counts == [b["count"] for b in feature["numerical_statistics"]["distribution"]["kll"]["buckets"]]
 
@@ -289,3 +370,18 @@ def test_the_window_spans_the_hour_folders_data_capture_writes(hours: int) -> No
     folders = list(monitor.hours(start, NOW))
     assert folders[0] == start.strftime("%Y/%m/%d/%H") and folders[-1] == NOW.strftime("%Y/%m/%d/%H")
     assert len(folders) == hours + 1
+
+
+def test_a_change_in_the_mix_of_a_two_valued_number_is_drift() -> None:
+    # A 0/1 flag's deciles fold into one bucket, where no change of its mix can show; the baseline
+    # keeps one bucket per value for a number with few values (diabetes' sex column found it).
+    contract = Schema(
+        label="y", task=Task.BINARY, features=(Feature("flag", Kind.NUMERIC, minimum=0.0, maximum=1.0),), classes=(0, 1)
+    )
+    # diabetes' mix: 176 and 156, so no decile falls between the two values
+    train = pd.DataFrame({"flag": [0.0] * 176 + [1.0] * 156, "y": [0, 1] * 166})
+    statistics, constraints = baseline(train, contract.as_dict())
+    case = Case(contract, train, train.sample(200, random_state=0), statistics, constraints)
+    assert run(batches(case.live, features=["flag"]), case).drifted == []
+    mixed = pd.DataFrame({"flag": [1.0] * 180 + [0.0] * 20})
+    assert run(batches(mixed, features=["flag"]), case).drifted == ["flag"]

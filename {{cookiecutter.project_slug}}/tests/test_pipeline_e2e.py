@@ -18,16 +18,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml import pipeline, schema
+from ml import pipeline, tasks
 from ml.__main__ import main
 from ml.backends.base import ModelPackage, ModelVersion
 from ml.config import load_config
 from ml.context import Context, make_context
 from ml.errors import EndpointError
+from ml.schema import Task
 from ml.steps import monitor as monitor_step
 from ml.summary import Summary
 from tests.conftest import quiet_console, write_config
-from tests.data_factory import good_frame, write_csv
+from tests.data_factory import csv_line, good_frame, numeric_features, project_schema, write_csv
+
+SCHEMA = project_schema()
+# A model no better than guessing: whatever the project's task, the gate must reject it.
+DUMMY = "sklearn.dummy.DummyRegressor" if SCHEMA.task is Task.REGRESSION else "sklearn.dummy.DummyClassifier"
 
 # One worker runs the whole module, so its champion is trained once (make unit uses --dist loadgroup).
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-local")]
@@ -78,12 +83,18 @@ def test_the_first_run_trains_registers_promotes_and_serves(champion: Champion) 
     model = champion.ctx.backends.registry.get(1)
     assert model.approved
     assert set(model.package.lineage) >= {"git_sha", "data_hash", "code_hash", "params_hash", "fingerprint"}
-    assert model.package.metrics["roc_auc"] >= load_config().gate.thresholds["roc_auc"]
+    assert set(model.package.metrics) == {m.name for m in tasks.METRICS[SCHEMA.task]}
+    assert model.package.lineage["schema_signature"] == SCHEMA.signature()
     assert champion.ctx.backends.desired_state.read() == 1
     status = champion.ctx.backends.endpoint.status()
     assert status is not None and status.healthy and status.version == 1
     report = Path(champion.summary.paths["report"])
-    for plot in ("roc_curve.png", "confusion_matrix.png"):
+    plots = {
+        Task.BINARY: ("roc_curve.png", "confusion_matrix.png"),
+        Task.MULTICLASS: ("confusion_matrix.png", "per_class.png"),
+        Task.REGRESSION: ("residuals.png",),
+    }[SCHEMA.task]
+    for plot in plots:
         assert (report / plot).read_bytes().startswith(b"\x89PNG")
 
 
@@ -102,7 +113,7 @@ def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(
     champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry_before, desired_before, serving_before = snapshot(champion.state)
-    worse = {"hyperparameters": {"n_estimators": 2, "max_depth": 1, "min_samples_leaf": 1, "random_state": 0}}
+    worse = {"estimator": DUMMY, "hyperparameters": {}}
     monkeypatch.setenv("MLOPS_CONFIG", str(write_config(tmp_path, train=worse)))
     assert main(["pipeline"]) == 3
     summary = last_summary(champion.state)
@@ -117,36 +128,46 @@ def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(
     assert "unchanged since" in str(last_summary(champion.state)["error"])
 
 
+# Corruptions of the project's own data, by what its schema declares (tests/test_validation.py covers every kind).
+FIRST = SCHEMA.names[0]
+NEVER_MISSING = next((f.name for f in SCHEMA.features if not f.nullable), None)
+NUMERIC = next(iter(numeric_features(SCHEMA)), None)
+
+
 def _missing_column(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns=["mean_radius"])
+    return frame.drop(columns=[FIRST])
 
 
 def _wrong_dtype(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.astype({"mean_area": object})
-    frame.loc[5, "mean_area"] = "huge"
+    # Text in a numeric feature; in a project of categories only, a category the schema does not list.
+    column = NUMERIC or FIRST
+    frame = frame.astype({column: object})
+    frame.loc[5, column] = "huge" if NUMERIC else "a category nobody declared"
     return frame
 
 
 def _nan(frame: pd.DataFrame) -> pd.DataFrame:
-    frame.loc[3, "worst_texture"] = float("nan")
+    frame.loc[3, NEVER_MISSING or SCHEMA.label] = float("nan")
     return frame
 
 
 def _unknown_label(frame: pd.DataFrame) -> pd.DataFrame:
-    frame.loc[0, schema.LABEL] = 2
+    frame = frame.astype({SCHEMA.label: object})
+    frame.loc[0, SCHEMA.label] = "no such class" if SCHEMA.task.is_classification else "not a number"
     return frame
 
 
+CORRUPTIONS = [
+    (_missing_column, f"missing column(s): {FIRST}"),
+    (_wrong_dtype, f"{NUMERIC!r} must be numeric but has 'huge'" if NUMERIC else "not among the schema's categories"),
+    (_nan, f"{NEVER_MISSING or SCHEMA.label!r}"),
+    (_unknown_label, "unknown value(s) 'no such class'" if SCHEMA.task.is_classification else "must be numeric"),
+    (None, "is empty"),
+]
+
+
 @pytest.mark.parametrize(
-    ("corrupt", "message"),
-    [
-        (_missing_column, "missing column(s): mean_radius"),
-        (_wrong_dtype, "'mean_area' must be numeric but has 'huge'"),
-        (_nan, "'worst_texture' has empty/NaN values"),
-        (_unknown_label, "unknown value(s) 2"),
-        (None, "is empty"),
-    ],
-    ids=["missing-column", "wrong-dtype", "nan", "unknown-label", "empty-file"],
+    ("corrupt", "message"), CORRUPTIONS, ids=["missing-column", "wrong-dtype", "nan", "unknown-label", "empty-file"]
 )
 def test_bad_data_stops_the_run_and_changes_nothing(
     champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corrupt: object, message: str
@@ -218,13 +239,14 @@ def _request(url: str, body: bytes | None = None, content_type: str = "text/csv"
 def test_the_endpoint_speaks_the_sagemaker_serving_contract(champion: Champion) -> None:
     status = fresh_context().backends.endpoint.status()
     assert status is not None
-    row = ",".join(str(v) for v in good_frame().iloc[0][list(schema.FEATURES)]).encode()
+    row = csv_line(good_frame().iloc[0], SCHEMA.names).encode()
     assert _request(f"{status.url}/ping") == (200, b"")
     code, body = _request(f"{status.url}/invocations", row)
-    assert code == 200 and json.loads(body)["predictions"][0]["label"] in (0, 1)
+    answer = json.loads(body)["predictions"][0]
+    assert code == 200 and (answer["label"] in SCHEMA.classes if SCHEMA.task.is_classification else "value" in answer)
     # As the SageMaker scikit-learn container answers (tests/serving/ proves it against its code):
     # every handler error is a 500, never 400 or 415.
-    assert _request(f"{status.url}/invocations", b"1,2\n")[0] == 500
+    assert _request(f"{status.url}/invocations", b"1," * len(SCHEMA.names) + b"1\n")[0] == 500
     assert _request(f"{status.url}/invocations", b"x", "application/x-npy")[0] == 500
     assert _request(f"{status.url}/nowhere") == (404, b"{}")
 
@@ -261,7 +283,7 @@ def test_verify_checks_the_served_version_and_smoke_tests(champion: Champion) ->
 
 def test_the_endpoint_captures_requests_in_the_sagemaker_format(champion: Champion) -> None:
     ctx = fresh_context()
-    row = ",".join(str(v) for v in good_frame().iloc[0][list(schema.FEATURES)])
+    row = csv_line(good_frame().iloc[0], SCHEMA.names)
     ctx.backends.endpoint.invoke(f"{row}\n".encode(), "text/csv", "application/json", inference_id="e2e-capture")
     # Capture is written in the background, off the request path: wait for the record to land.
     deadline = time.monotonic() + 20

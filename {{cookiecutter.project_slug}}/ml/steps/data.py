@@ -36,12 +36,37 @@ class DataResult:
     test_rows: int
     class_counts: dict[str, int]
     ignored_columns: list[str]
+    schema_uri: str = ""
+    schema_signature: str = ""
+    task: str = "binary"
     reused: bool = False
 
 
-def load_csv(path: Path) -> pd.DataFrame:
+def source_path(source: str, root: Path) -> Path:
+    """The data file [data].source names, relative to mlops.toml."""
+    path = (root / source).resolve()
+    if not path.is_file():
+        raise DataValidationError(
+            f"[data].source {source!r} does not exist (looked for {path}); fix the path in mlops.toml"
+        )
+    return path
+
+
+def load_frame(path: Path) -> pd.DataFrame:
+    """The data file as a frame: CSV, or Parquet (which needs pyarrow: `uv add pyarrow`)."""
     import pandas as pd
 
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            parquet: pd.DataFrame = pd.read_parquet(path)
+        except ImportError:
+            raise DataValidationError(
+                f"{path} is Parquet, which pandas reads with pyarrow: add it with `uv add pyarrow` "
+                "(or save the data as CSV)"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise DataValidationError(f"{path} is not a readable Parquet file: {exc}") from None
+        return parquet
     try:
         frame: pd.DataFrame = pd.read_csv(path)
         return frame
@@ -57,9 +82,10 @@ def cache_key(ctx: Context) -> str:
     """Everything that determines the validated split, hashed without reading the data with pandas."""
     config = ctx.config
     identity = data_source.resolve(ctx).identity  # a file's hash, or its parts': follows the content
+    contract = file_sha256(config.schema_path) if config.schema_path.is_file() else "no schema"
     schema_dir = Path(schema.__file__).parent
     code = [file_sha256(path) for path in (Path(__file__), schema_dir / "schema.py", schema_dir / "validation.py")]
-    return json_sha256([identity, config.data.model_dump(), code])
+    return json_sha256([identity, contract, config.data.model_dump(), code])
 
 
 def cached(ctx: Context) -> DataResult | None:
@@ -76,6 +102,11 @@ def cached(ctx: Context) -> DataResult | None:
 
 
 def run(ctx: Context) -> DataResult:
+    from ml import tasks
+
+    # The schema and the task-dependent settings are checked on every run, cached split or not.
+    contract = schema.for_config(ctx.config)
+    tasks.check_config(contract.task, ctx.config.gate, ctx.config.monitor, ctx.config.path)
     hit = cached(ctx)
     if hit is not None:
         ctx.console.print("[green]unchanged[/] data source: reusing the split validated before")
@@ -116,27 +147,34 @@ def _validate_and_split(ctx: Context) -> DataResult:
     from ml import validation
 
     config = ctx.config
-    raw = data_source.local_copy(ctx, data_source.resolve(ctx))
-    frame = load_csv(raw)
-    report = validation.validate(frame, str(raw))
-    columns = [*schema.FEATURES, schema.LABEL]
-    frame = frame[columns].astype({schema.LABEL: int})
-    train_rows, test_rows = stratified_split(frame[schema.LABEL].tolist(), config.data.test_fraction, config.data.seed)
+    contract = schema.for_config(config)
+    raw = data_source.local_copy(ctx, data_source.resolve(ctx))  # a file, or a prefix's parts
+    frame = load_frame(raw)
+    report = validation.validate(frame, str(raw), contract)
+    frame = frame[[*contract.names, contract.label]]
+    # Classification splits each class in the same proportion; regression splits the rows at random.
+    strata = frame[contract.label].tolist() if contract.task.is_classification else [""] * len(frame)
+    train_rows, test_rows = stratified_split(strata, config.data.test_fraction, config.data.seed)
     train, test = frame.iloc[train_rows], frame.iloc[test_rows]
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
-        train_path, test_path = workdir / "train.csv", workdir / "test.csv"
+        train_path, test_path, schema_path = workdir / "train.csv", workdir / "test.csv", workdir / "schema.json"
         train.to_csv(train_path, index=False)
         test.to_csv(test_path, index=False)
+        schema_path.write_text(contract.as_json())
         return DataResult(
             source=config.data.source,
             data_hash=file_sha256(raw),
-            split_hash=combine(file_sha256(train_path), file_sha256(test_path)),
+            # The schema is part of what the model is trained from (it decides how columns are encoded).
+            split_hash=combine(file_sha256(train_path), file_sha256(test_path), file_sha256(schema_path)),
             train_uri=ctx.backends.artifacts.put(train_path),
             test_uri=ctx.backends.artifacts.put(test_path),
+            schema_uri=ctx.backends.artifacts.put(schema_path),
+            schema_signature=contract.signature(),
+            task=str(contract.task),
             rows=report.rows,
             train_rows=len(train),
             test_rows=len(test),
-            class_counts={str(k): v for k, v in report.class_counts.items()},
+            class_counts=dict(report.class_counts),
             ignored_columns=list(report.ignored_columns),
         )

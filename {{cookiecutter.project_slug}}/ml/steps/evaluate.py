@@ -8,11 +8,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from ml import gate, lineage, names, schema
 from ml.backends.base import ProcessingSpec
 from ml.config import PROJECT_ROOT
 from ml.context import Context
 from ml.errors import PipelineError
+from ml.schema import Task
 from ml.steps.data import DataResult
 from ml.steps.train import TrainResult
 
@@ -29,6 +32,7 @@ class EvaluationResult:
     passed: bool
     checks: list[dict[str, Any]]
     report_dir: str
+    new_lineage: str = ""  # why the champion was not compared (another schema), if it was not
     reused_version: int | None = None  # an unchanged model: its registered evaluation stands (ml/reuse.py)
 
 
@@ -37,6 +41,16 @@ def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResul
     backends = ctx.backends
     champion = backends.registry.champion()
     inputs = {"model": trained.model_uri, "test": data.test_uri}
+    new_lineage = ""
+    if champion is not None and champion.package.lineage.get("schema_signature") != data.schema_signature:
+        # Another label, task, class list or feature set: the champion cannot score this test set,
+        # and its numbers would not be comparable if it could. The candidate starts a new lineage.
+        new_lineage = (
+            f"the data's schema differs from champion v{champion.version}'s (label, task, classes or features "
+            f"changed): a new lineage, so the candidate meets [gate.thresholds] only, with no comparison"
+        )
+        ctx.console.print(f"[yellow]new lineage:[/] {escape(new_lineage)}")
+        champion = None
     if champion is not None:
         if not backends.artifacts.exists(champion.package.model_uri):
             raise PipelineError(
@@ -50,7 +64,7 @@ def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResul
         source_files=lineage.model_code_files(),
         inputs=inputs,
         outputs=("evaluation",),
-        arguments=("--label", schema.LABEL),
+        arguments=("--label", schema.for_config(config).label),
         max_runtime_seconds=config.train.max_runtime_seconds,
     )
     with ctx.progress(f"evaluation job {spec.job_name}"):
@@ -71,7 +85,14 @@ def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResul
 
     candidate_metrics = report["candidate"]["metrics"]
     champion_metrics = report["champion"]["metrics"] if report["champion"] else None
-    decision = gate.decide(candidate_metrics, champion_metrics, config.gate, champion.version if champion else None)
+    decision = gate.decide(
+        candidate_metrics,
+        champion_metrics,
+        config.gate,
+        champion.version if champion else None,
+        task=Task(data.task),
+        new_lineage=new_lineage,
+    )
     return EvaluationResult(
         job_name=spec.job_name,
         evaluation_uri=evaluation_uri,
@@ -81,4 +102,5 @@ def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResul
         passed=decision.passed,
         checks=[asdict(check) for check in decision.checks],
         report_dir=str(report_dir),
+        new_lineage=new_lineage,
     )

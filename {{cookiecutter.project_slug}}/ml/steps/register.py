@@ -38,6 +38,10 @@ def build_lineage(ctx: Context, data: DataResult, trained: TrainResult) -> dict[
         "fingerprint": trained.fingerprint,
         "training_job": trained.job_name,
         "framework": f"sklearn {ctx.config.framework.sagemaker_image_version}",
+        "task": data.task,
+        "estimator": ctx.config.train.estimator,
+        # Versions with the same signature are one lineage: the gate compares them (ml/schema.py).
+        "schema_signature": data.schema_signature,
     }
 
 

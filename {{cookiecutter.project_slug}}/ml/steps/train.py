@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
-from pathlib import Path
 
 from ml import lineage, names, schema
 from ml.backends.base import ModelVersion, TrainingSpec
 from ml.config import PROJECT_ROOT
 from ml.context import Context
-from ml.errors import ConfigError
+from ml.errors import ConfigError, PipelineError
 from ml.steps.data import DataResult
 
 ENTRY_POINT = PROJECT_ROOT / "ml" / "train.py"
@@ -25,36 +23,33 @@ class TrainResult:
     reused_version: int | None = None
 
 
-# Arguments of train.py that are the container's, not the model's: never hyperparameters.
-CONTAINER_ARGUMENTS = {"model-dir", "model_dir", "train", "output-dir", "output_dir"}
+def _as_text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def entry_point_arguments(entry_point: Path) -> set[str]:
-    """The --names train.py's argument parser accepts, read from its source without running it."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(entry_point.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument":
-            for argument in node.args:
-                if isinstance(argument, ast.Constant) and str(argument.value).startswith("--"):
-                    names.add(str(argument.value)[2:])
-    return names - CONTAINER_ARGUMENTS
+def hyperparameters(ctx: Context, label: str) -> dict[str, str]:
+    """The estimator and [train.hyperparameters] as SageMaker passes them (strings), checked first.
 
-
-def hyperparameters(ctx: Context) -> dict[str, str]:
-    """[train.hyperparameters] as SageMaker passes them (strings), checked against train.py first.
-
-    An unknown name would otherwise surface only inside the training job: in AWS, a billed one.
+    train.py passes every --name value it does not know itself to the estimator, so a new
+    parameter needs no code; a name or value the estimator refuses fails here, before a job
+    starts (in AWS, a billed one), with the key and the fix.
     """
-    accepted = entry_point_arguments(ENTRY_POINT)
-    unknown = sorted(set(ctx.config.train.hyperparameters) - accepted)
-    if unknown:
+    from ml import estimator
+
+    config = ctx.config
+    values = {name: _as_text(value) for name, value in config.train.hyperparameters.items()}
+    reserved = sorted(set(values) & RESERVED)
+    if reserved:
         raise ConfigError(
-            f"[train.hyperparameters] in {ctx.config.path} names {', '.join(unknown)}, which ml/train.py does "
-            f"not accept (it takes {', '.join(sorted(accepted - {'label'}))}). Fix the name, or add the argument "
-            "to train.py's parse_args."
+            f"[train.hyperparameters] in {config.path} names {', '.join(reserved)}, which train.py sets itself; "
+            "remove it (the estimator is [train].estimator, the label comes from the schema)"
         )
-    values = {**ctx.config.train.hyperparameters, "label": schema.LABEL}
-    return {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in values.items()}
+    estimator.check(config.train.estimator, values, schema.for_config(config).task, config.path)
+    return {"estimator": config.train.estimator, **values, "label": label}
+
+
+# train.py's own arguments: never passed to the estimator.
+RESERVED = {"estimator", "label", "model-dir", "model_dir", "train", "schema", "output-dir", "output_dir"}
 
 
 def reusable(ctx: Context, data: DataResult) -> ModelVersion | None:
@@ -67,6 +62,8 @@ def run(ctx: Context, data: DataResult) -> TrainResult:
     config = ctx.config
     fingerprint = lineage.fingerprint(data.split_hash, config)
     existing = reusable(ctx, data)
+    if existing is None and not data.schema_uri:
+        raise PipelineError("the data step's result predates schemas; run `make data` again")
     if existing is not None:
         ctx.console.print(
             f"[green]unchanged[/] data, code and parameters: reusing model version "
@@ -84,8 +81,8 @@ def run(ctx: Context, data: DataResult) -> TrainResult:
         job_name=names.job_name(config.project.resource_prefix, config.env, "train"),
         entry_point=ENTRY_POINT,
         source_files=lineage.model_code_files(),
-        channels={"train": data.train_uri},
-        hyperparameters=hyperparameters(ctx),
+        channels={"train": data.train_uri, "schema": data.schema_uri},
+        hyperparameters=hyperparameters(ctx, schema.for_config(config).label),
         max_runtime_seconds=config.train.max_runtime_seconds,
         tags={"git-sha": git_sha, "fingerprint": fingerprint[:16]},
     )

@@ -22,15 +22,18 @@ import yaml
 
 from infra.components.monitoring_job import SIGNALS
 from infra.mocks import StackRun, run_stack
-from ml import names, schema
+from ml import names
+from ml.__main__ import changed_label
 from ml.backends.sagemaker_endpoint import SageMakerEndpoint
 from ml.serving import BackgroundCapture, ContainerApp, DataCapture, unpack
 from ml.steps.monitor import ground_truth_records
 from tests.aws.iam_calls import Recorder, needs_of
 from tests.aws.steps import CONFIG, packages, run_steps
 from tests.aws_fixtures import Account
-from tests.data_factory import example_frame
+from tests.data_factory import csv_line, example_frame, project_schema, schema_label_text
 from tests.infra.iam.evaluate import allowed, role
+
+SCHEMA = project_schema()
 
 pytestmark = pytest.mark.xdist_group("aws-monitoring")
 PREFIX = CONFIG.project.resource_prefix
@@ -93,7 +96,7 @@ def model(aws: Account, tmp_path: Path) -> ContainerApp:
     return ContainerApp(unpack(tarball, tmp_path / "model"), capture, 10.0)
 
 
-def invoke(app: ContainerApp, row: str, inference_id: str) -> int:
+def invoke(app: ContainerApp, row: str, inference_id: str) -> str:
     environ: dict[str, Any] = {}
     setup_testing_defaults(environ)
     body = f"{row}\n".encode()
@@ -103,21 +106,30 @@ def invoke(app: ContainerApp, row: str, inference_id: str) -> int:
     statuses: list[str] = []
     answer = b"".join(app(environ, lambda status, headers: statuses.append(status)))
     assert statuses == ["200 OK"], answer
-    return int(json.loads(answer)["predictions"][0]["label"])
+    return str(json.loads(answer)["predictions"][0])
 
 
 def traffic(aws: Account, tmp_path: Path, shift: float, wrong_labels: float, run_id: str) -> None:
     """Serve the example rows (shifted by `shift` standard deviations), upload capture and labels."""
     app = model(aws, tmp_path)
     frame = example_frame()
-    spread = frame[list(schema.FEATURES)].std()
+    moved = frame.copy()
+    for feature in SCHEMA.features:
+        if not shift:
+            break
+        if feature.kind.value == "numeric":
+            moved[feature.name] = frame[feature.name] + shift * float(frame[feature.name].std())
+        else:  # every row onto the rarest category: its share jumps
+            rarest = frame[feature.name].value_counts().reindex(list(feature.categories), fill_value=0).idxmin()
+            moved[feature.name] = frame[feature.name].where(frame[feature.name].isna(), rarest)
+    truths = [{SCHEMA.label: schema_label_text(v)} for v in frame[SCHEMA.label]]
     labels = []
-    for number, (_, row) in enumerate(frame.iterrows()):
-        values = [float(row[name]) + shift * float(spread[name]) for name in schema.FEATURES]
+    for number, (_, row) in enumerate(moved.iterrows()):
         inference_id = f"{run_id}-{number}"
-        predicted = invoke(app, ",".join(map(str, values)), inference_id)
+        invoke(app, csv_line(row, SCHEMA.names), inference_id)
         wrong = number % 100 < wrong_labels * 100
-        labels.append((inference_id, str(1 - predicted if wrong else int(row[schema.LABEL]))))
+        truth = truths[number][SCHEMA.label]
+        labels.append((inference_id, changed_label(SCHEMA, truth, truths) if wrong else truth))
     assert app.capture is not None
     app.capture.close()  # as a worker exits: what is queued is written
     assert app.capture.stats["captured"] == len(frame), app.capture.stats
@@ -209,7 +221,7 @@ def test_drifted_traffic_and_wrong_labels_are_reported_and_published(drifted: Ru
     assert any(name.startswith("plots/") and name.endswith(".svg") for name in drifted.files)
     assert {"baseline_drift_check", "model_quality_check"} <= drifted.checks
     assert drifted.metrics["Drift"] == drifted.metrics["QualityDrop"] == 1.0
-    assert {f"FeatureDriftScore/{feature}" for feature in schema.FEATURES} <= set(drifted.metrics)
+    assert {f"FeatureDriftScore/{feature}" for feature in SCHEMA.names} <= set(drifted.metrics)
 
 
 def test_every_monitoring_alarm_reads_a_metric_the_job_publishes(drifted: Run, stack: StackRun) -> None:

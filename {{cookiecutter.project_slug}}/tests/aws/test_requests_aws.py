@@ -37,13 +37,16 @@ def test_training_request_has_kms_image_hyperparameters_and_tags(trained: Accoun
     assert request["AlgorithmSpecification"]["TrainingImage"].endswith(f".amazonaws.com/{IMAGE_TAG}")
     assert request["RoleArn"] == aws.outputs["execution_role_arn"]
     assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == CONFIG.train.max_runtime_seconds
-    expected = {name: str(value) for name, value in CONFIG.train.hyperparameters.items()}
+    expected = {name: str(value).lower() if isinstance(value, bool) else str(value)
+                for name, value in CONFIG.train.hyperparameters.items()}  # fmt: skip
     assert {k: v for k, v in request["HyperParameters"].items() if k in expected} == expected
-    assert request["HyperParameters"]["label"] == schema.LABEL
+    assert request["HyperParameters"]["label"] == schema.for_config(CONFIG).label
+    assert request["HyperParameters"]["estimator"] == CONFIG.train.estimator
     tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}
     assert set(tags) >= {"git-sha", "fingerprint"}
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
     assert channels["train"].startswith(f"s3://{aws.outputs['artifacts_bucket']}/sha256/")
+    assert channels["schema"].startswith(f"s3://{aws.outputs['artifacts_bucket']}/sha256/")
 
 
 def test_evaluation_runs_as_a_processing_job_with_kms(trained: Account) -> None:
@@ -61,7 +64,8 @@ def test_the_model_package_carries_metrics_lineage_and_approval(trained: Account
     (package,) = packages(aws)
     assert package["ModelApprovalStatus"] == "Approved"
     properties = package["CustomerMetadataProperties"]
-    assert set(properties) >= {"git_sha", "data_hash", "code_hash", "params_hash", "fingerprint", "metric.roc_auc"}
+    primary = f"metric.{CONFIG.gate.primary_metric}"  # the task's own (roc_auc for the example's binary data)
+    assert set(properties) >= {"git_sha", "data_hash", "code_hash", "params_hash", "fingerprint", primary}
     container = package["InferenceSpecification"]["Containers"][0]
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert container["Image"].endswith(IMAGE_TAG)
@@ -72,7 +76,8 @@ def test_the_model_package_carries_metrics_lineage_and_approval(trained: Account
         assert s3.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "aws:kms"
     bucket, key = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"][5:].split("/", 1)
     evaluation = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    assert evaluation["candidate"]["metrics"]["roc_auc"] == pytest.approx(float(properties["metric.roc_auc"]), abs=1e-6)
+    scored = evaluation["candidate"]["metrics"][CONFIG.gate.primary_metric]
+    assert scored == pytest.approx(float(properties[primary]), abs=1e-6)
     assert desired_version(aws) == "1"
 
 

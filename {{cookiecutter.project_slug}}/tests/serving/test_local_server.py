@@ -6,6 +6,7 @@ over loopback as a client would.
 
 from __future__ import annotations
 
+import csv
 import json
 import socket
 import threading
@@ -16,20 +17,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from ml import schema
 from ml.backends.base import ModelVersion
 from ml.backends.local_artifacts import LocalArtifactStore
 from ml.backends.local_endpoint import LocalEndpoint
 from ml.config import PROJECT_ROOT
+from ml.schema import Kind
 from ml.serving import ERROR_500
-from tests.data_factory import good_frame
+from tests.data_factory import csv_line, good_frame, project_schema
 from tests.model_factory import approved_version
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local-server")]
 
-ROW = ",".join(str(v) for v in good_frame().iloc[0][list(schema.FEATURES)])
+SCHEMA = project_schema()
+ROW = csv_line(good_frame().iloc[0], SCHEMA.names)
 
 
 @dataclass
@@ -89,22 +92,43 @@ def raw(port: int, data: bytes, close_after: bool = False) -> bytes:
 CSV = {"Content-Type": "text/csv"}
 
 
-@pytest.mark.parametrize(
-    ("body", "headers"),
-    [
-        pytest.param(b'{"instances": [[' + b"null," * 29 + b"1]]}", {}, id="json-null"),
-        pytest.param(b'{"instances": [[' + b"NaN," * 29 + b"1]]}", {}, id="json-nan"),
-        pytest.param(b'{"instances": [[[' + b"1," * 29 + b"1]]]}", {}, id="json-nested"),
-        pytest.param(b'{"instances": [[' + b"Infinity," * 29 + b"1]]}", {}, id="json-infinite"),
-        pytest.param(("nan," * 29 + "1\n").encode(), CSV, id="csv-nan"),
-        pytest.param(("inf," * 29 + "1\n").encode(), CSV, id="csv-infinite"),
-        pytest.param(b"1,2,3\n", CSV, id="csv-too-few"),
+def bad_bodies() -> list[object]:
+    """Requests the handlers must refuse, built from the project's schema so they stay bad on any data:
+    each changes one value of a good row (or its width) in a way the schema does not allow."""
+    good = next(csv.reader([ROW]))
+    features = SCHEMA.features
+    required = [i for i, f in enumerate(features) if not f.nullable]
+    numeric = [i for i, f in enumerate(features) if f.kind is Kind.NUMERIC]
+
+    def json_with(index: int, value: str) -> bytes:
+        values = [json.dumps(v) for v in good]
+        values[index] = value
+        return ('{"instances": [[' + ",".join(values) + "]]}").encode()
+
+    def csv_with(index: int, value: str) -> bytes:
+        values = list(good)
+        values[index] = value
+        return (csv_line(dict(zip(SCHEMA.names, values, strict=True)), SCHEMA.names) + "\n").encode()
+
+    cases: list[object] = [
+        pytest.param(json_with(0, "[1]"), {}, id="json-nested"),
+        pytest.param(("," * (len(features) - 2) + "\n").encode() if len(features) > 1 else b"", CSV, id="csv-too-few"),
         pytest.param(b"", CSV, id="empty"),
         pytest.param(b"{not json", {}, id="bad-json"),
         pytest.param(ROW.encode(), {"Content-Type": "application/x-npy"}, id="unsupported-type"),
         pytest.param(ROW.encode(), {"Content-Type": "text/csv", "Accept": "text/html"}, id="unsupported-accept"),
-    ],
-)
+    ]
+    if required:  # a schema whose every feature may be missing has no bad null
+        cases += [pytest.param(json_with(required[0], "null"), {}, id="json-null"),
+                  pytest.param(json_with(required[0], "NaN"), {}, id="json-nan")]  # fmt: skip
+    if numeric:
+        cases += [pytest.param(json_with(numeric[0], "Infinity"), {}, id="json-infinite"),
+                  pytest.param(csv_with(numeric[0], "nan"), CSV, id="csv-nan"),
+                  pytest.param(csv_with(numeric[0], "inf"), CSV, id="csv-infinite")]  # fmt: skip
+    return cases
+
+
+@pytest.mark.parametrize(("body", "headers"), bad_bodies())
 def test_bad_input_is_refused_as_the_container_refuses_it(served: Served, body: bytes, headers: dict[str, str]) -> None:
     status, answer, content_type = post(served.port, body, headers)
     assert (status, answer, content_type) == (500, ERROR_500, "text/html; charset=utf-8")
@@ -117,7 +141,9 @@ def without_content_type(port: int, body: bytes) -> bytes:
 
 
 def test_a_request_without_content_type_is_read_as_json(served: Served) -> None:
-    instance = json.dumps({"instances": [[float(v) for v in ROW.split(",")]]}).encode()
+    first = good_frame().iloc[0]
+    values = [None if pd.isna(first[name]) else first[name] for name in SCHEMA.names]
+    instance = json.dumps({"instances": [values]}, default=lambda v: v.item()).encode()
     assert without_content_type(served.port, instance).startswith(b"HTTP/1.1 200")
     # A CSV row is not JSON: refused, as the container refuses it.
     assert without_content_type(served.port, ROW.encode()).startswith(b"HTTP/1.1 500")
@@ -126,7 +152,8 @@ def test_a_request_without_content_type_is_read_as_json(served: Served) -> None:
 def test_good_requests_are_answered_in_both_formats(served: Served) -> None:
     status, answer, content_type = post(served.port, f"{ROW}\n".encode(), CSV)
     assert status == 200 and content_type == "application/json"
-    assert json.loads(answer)["predictions"][0]["label"] in schema.LABEL_VALUES
+    prediction = json.loads(answer)["predictions"][0]
+    assert prediction["label"] in SCHEMA.classes if SCHEMA.task.is_classification else "value" in prediction
     status, answer, content_type = post(served.port, f"{ROW}\n".encode(), {**CSV, "Accept": "text/csv"})
     assert status == 200 and content_type == "text/csv; charset=utf-8"
 
