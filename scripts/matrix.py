@@ -93,14 +93,13 @@ class MatrixTimes:
 
     def render(self, wall: float) -> list[str]:
         table = Table(title=f"bake matrix: seconds per combination (suite wall time {wall:.0f} s)")
-        table.add_column("combination")
+        table.add_column("combination", no_wrap=True)  # an id is copied into `pytest -k`: keep it whole
         table.add_column("seconds", justify="right")
         slowest = self.slowest()
         for combination, seconds in sorted(self.seconds.items(), key=lambda item: -item[1]):
             table.add_row(combination + ("  (slowest)" if combination == slowest else ""), f"{seconds:.1f}")
-        # Wide enough for the longest combination id on one line, so each row names its combination whole.
-        longest = max((len(combination) for combination in self.seconds), default=0)
-        console = Console(width=max(120, longest + 40), record=True, file=io.StringIO())
+        width = max((len(key) for key in self.seconds), default=0) + 40
+        console = Console(width=max(120, width), record=True, file=io.StringIO())
         console.print(table)
         return console.export_text().splitlines()
 

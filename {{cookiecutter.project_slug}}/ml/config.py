@@ -174,7 +174,9 @@ class ServeSection(_Section):
     body_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60
     smoke_test_rows: Annotated[int, Field(ge=1, le=10_000)] = 25
     # The smoke test fails when its single-row requests' 95th-percentile latency is over this.
-    smoke_test_p95_ms: Annotated[float, Field(gt=0, le=60_000)] = 500
+    # Generous: a local endpoint answers in about 10 ms; the budget catches a model that takes seconds,
+    # not a busy laptop or CI runner (two test suites at once on 2 cores reached 509 ms).
+    smoke_test_p95_ms: Annotated[float, Field(gt=0, le=60_000)] = 2000
     startup_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60
 
 

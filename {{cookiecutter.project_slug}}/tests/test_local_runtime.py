@@ -424,3 +424,11 @@ def test_gc_keeps_the_recent_and_the_serving(trained: Path, tmp_path: Path) -> N
     serving = json.loads((state / "endpoint" / "serving.json").read_text())["model_dir"]
     assert [str(p) for p in versions] == [serving]
     assert cli(state, "smoke-test", config=config).returncode == 0
+
+
+def test_a_smoke_test_over_its_latency_budget_fails_the_pipeline(state: Path, tmp_path: Path) -> None:
+    # No request is answered within a microsecond: deterministic, and no timing asserted here.
+    tight = configured(tmp_path / "tight", serve={"smoke_test_p95_ms": 0.001})
+    result = cli(state, "pipeline", config=tight)
+    assert result.returncode != 0
+    assert "is over the budget [serve].smoke_test_p95_ms = 0.001" in " ".join(result.stdout.split())

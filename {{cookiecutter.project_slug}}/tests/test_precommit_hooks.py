@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ import yaml
 
 from ml.config import PROJECT_ROOT
 
-NO_UV_PATH = "/usr/bin:/bin"
+# The system's directories and the base interpreter's (uv finds the Python `.python-version` names
+# there), but no uv.
+NO_UV_PATH = f"{Path(sys.base_prefix) / 'bin'}:/usr/bin:/bin"
 
 
 def hooks() -> list[dict[str, str]]:
