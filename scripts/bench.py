@@ -95,6 +95,7 @@ def floor_once(project: Baked) -> dict[str, float]:
             "SM_MODEL_DIR": str(root / "model"),
             "SM_OUTPUT_DIR": str(root / "output"),
             "SM_CHANNEL_TRAIN": str(job / "input" / "data" / "train"),
+            "SM_CHANNEL_SCHEMA": str(job / "input" / "data" / "schema"),
             "SM_NUM_CPUS": str(os.cpu_count() or 1),
         }
         started = time.perf_counter()

@@ -85,11 +85,13 @@ def changed_paths(base: str) -> list[str]:
         command = ["git", "diff", "--name-only", base, "HEAD"]
     else:
         command = ["git", "diff", "--name-only", f"{base}...HEAD"]
-    result = subprocess.run(command, capture_output=True, text=True)  # run from the repository root, as make does
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # run from the repository root, as make does
     if result.returncode != 0:
+        # A repository of one commit has no HEAD~1; a shallow clone lacks older commits.
+        reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "git diff failed"
         raise SystemExit(
-            f"error: cannot compare {base[:12]} with HEAD ({result.stderr.strip()}); "
-            "check out the history (actions/checkout with fetch-depth: 0)"
+            f"changed-stacks: cannot compare {base!r} with HEAD ({reason}). Pass BASE=<an existing commit>, "
+            "or fetch more history (actions/checkout with fetch-depth: 0)."
         )
     return [line for line in result.stdout.splitlines() if line]
 

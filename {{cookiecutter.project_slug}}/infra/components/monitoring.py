@@ -18,6 +18,7 @@ import pulumi_aws as aws
 
 from infra.components.endpoint import VARIANT
 from infra.components.monitoring_job import retraining_alarm_names
+from infra.components.roles import policy
 from ml import names
 
 
@@ -103,20 +104,17 @@ class Monitoring(pulumi.ComponentResource):
         aws.sns.TopicPolicy(
             f"{name}-alerts-policy",
             arn=self.alert_topic.arn,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "ServicesPublishAlerts",
-                            "Effect": "Allow",
-                            "Principal": {"Service": TOPIC_PUBLISHERS},
-                            "Action": "sns:Publish",
-                            "Resource": self.alert_topic.arn,
-                            "Condition": own_account,
-                        }
-                    ],
-                }
+            policy=policy(
+                [
+                    {
+                        "Sid": "ServicesPublishAlerts",
+                        "Effect": "Allow",
+                        "Principal": {"Service": TOPIC_PUBLISHERS},
+                        "Action": "sns:Publish",
+                        "Resource": self.alert_topic.arn,
+                        "Condition": own_account,
+                    }
+                ]
             ),
             opts=child,
         )
@@ -138,20 +136,17 @@ class Monitoring(pulumi.ComponentResource):
         aws.sqs.QueuePolicy(
             f"{name}-dead-letters-policy",
             queue_url=self.dead_letter_queue.url,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "UndeliveredEvents",
-                            "Effect": "Allow",
-                            "Principal": {"Service": QUEUE_SENDERS},
-                            "Action": "sqs:SendMessage",
-                            "Resource": self.dead_letter_queue.arn,
-                            "Condition": own_account,
-                        }
-                    ],
-                }
+            policy=policy(
+                [
+                    {
+                        "Sid": "UndeliveredEvents",
+                        "Effect": "Allow",
+                        "Principal": {"Service": QUEUE_SENDERS},
+                        "Action": "sqs:SendMessage",
+                        "Resource": self.dead_letter_queue.arn,
+                        "Condition": own_account,
+                    }
+                ]
             ),
             opts=child,
         )

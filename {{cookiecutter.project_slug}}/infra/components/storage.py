@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.roles import policy
 from ml import names
 
 
@@ -24,7 +25,7 @@ def tls_only_policy(bucket: aws.s3.Bucket, extra: list[dict[str, object]] | None
         },
         *(extra or []),
     ]
-    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements})
+    return policy(statements)
 
 
 @dataclass

@@ -114,6 +114,17 @@ def test_stack_outputs_refuses_the_local_environment(fake_cli: tuple[Path, Path]
     assert result.returncode != 0 and "set MLOPS_ENV=dev, staging or prod" in result.stdout
 
 
+def test_stack_outputs_without_the_pulumi_cli_says_how_to_get_it(tmp_path: Path) -> None:
+    no_pulumi = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not Path(p, "pulumi").exists())
+    result = subprocess.run(
+        ["make", "--no-print-directory", "stack-outputs"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        env={**os.environ, "PATH": no_pulumi, "MLOPS_HOME": str(tmp_path / "state"), "MLOPS_ENV": "dev"}, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stdout.strip().splitlines()[-1].startswith("the Pulumi CLI is not installed: install")
+    assert not (tmp_path / "state" / "stack-outputs").exists()
+
+
 def test_infra_up_runs_pulumi_up_for_the_environment(fake_cli: tuple[Path, Path], tmp_path: Path) -> None:
     bin_dir, log = fake_cli
     assert make("infra-up", bin_dir, tmp_path, MLOPS_ENV="staging").returncode == 0
@@ -226,6 +237,19 @@ def test_changed_stacks_maps_files_to_stacks() -> None:
     assert stacks_for(["infra/components/endpoint.py"]) == ["dev", "staging", "prod"]
     assert stacks_for(["uv.lock"]) == ["dev", "staging", "prod"]
     assert stacks_for(["README.md", "ml/train.py", "infra/bootstrap/program.py"]) == []
+
+
+def test_changed_stacks_in_a_repository_of_one_commit_says_what_to_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subprocess.run(["git", "init", "--quiet", "--initial-branch=main"], cwd=tmp_path, check=True)
+    (tmp_path / "README.md").write_text("one\n")
+    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.email=a@example.com", "-c", "user.name=A", "commit", "--quiet", "-m", "one"],
+                   cwd=tmp_path, check=True)  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"cannot compare 'HEAD~1' with HEAD .*Pass BASE=<an existing commit>"):
+        changed_stacks_main([])
 
 
 def test_changed_stacks_reads_git_and_sets_step_outputs(
