@@ -8,17 +8,21 @@ GitHub would; a run waiting for a reviewer stays waiting until `approve()`.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import os
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ml import names
 from ml.config import PROJECT_ROOT, load_config
+from ml.schema import for_config as schema_for
+from ml.tasks import metric
 from tests.workflows.rehearsal import github_state as gh
 from tests.workflows.rehearsal import setup_guide
 from tests.workflows.rehearsal.runner import EMPTY_TREE, PULL_REQUEST_TYPES, ZERO, JobRun, Run, Runner
@@ -245,9 +249,8 @@ class World:
         """Labelled rows that arrived since the last training: the data set's next rows, as a new part.
 
         `rows` counts rows of the example data set; a project switched to other data (README, "your
-        data") gets the same share of its own rows. The rows arrive in file order, which assumes the
-        file is not sorted by its label (the example's is not; wine's is, see the branch's report)."""
-        lines = (PROJECT_ROOT / self.config.data.source).read_text().splitlines()
+        data") gets the same share of its own rows, in arrival order (below)."""
+        lines = self._arrival_order()
         parts = sorted(self.data_prefix().glob("part-*.csv"))
         start = self._data_cursor
         self._data_cursor += max(2, rows * (len(lines) - 1) // EXAMPLE_ROWS)
@@ -255,6 +258,50 @@ class World:
         (self.data_prefix() / f"part-{len(parts) + 1}.csv").write_text(
             "\n".join([lines[0], *lines[start : self._data_cursor]]) + "\n"
         )
+
+    def _arrival_order(self) -> list[str]:
+        """The data set's lines (header first) in the order labelled rows arrive.
+
+        Real labels arrive mixed over time; a file is often sorted by its label (scikit-learn's wine
+        is), and a part of it would then lack classes that the split must stratify. For a
+        classification task every class's rows are therefore spread evenly over the file, each class
+        keeping its own file order."""
+        lines = (PROJECT_ROOT / self.config.data.source).read_text().splitlines()
+        schema = schema_for(self.config)
+        if not schema.task.is_classification:
+            return lines
+        header, rows = lines[0], lines[1:]
+        column = next(csv.reader([header])).index(schema.label)
+        labels = [next(csv.reader([row]))[column] for row in rows]
+        counts = Counter(labels)
+        seen: Counter[str] = Counter()
+        keys = []
+        for label in labels:  # the row's place within its class, as a share of the class
+            keys.append((seen[label] + 0.5) / counts[label])
+            seen[label] += 1
+        order = sorted(range(len(rows)), key=keys.__getitem__)  # stable: ties keep file order
+        return [header, *(rows[index] for index in order)]
+
+    def _accept_every_model(self, text: str) -> str:
+        """mlops.toml's gate, opened so that every retrain is registered and promoted.
+
+        The rehearsal checks the workflows' sequence, not the gate's judgement (tests/test_gate.py and
+        the end-to-end tests do). Whether a retrain on a few more rows beats the champion, or an
+        absolute threshold, depends on how a data set's rows happen to split (wine's 36 test rows move
+        a metric by 0.028 a row), and the sequence must not."""
+        schema = schema_for(self.config)
+        lines, section = [], ""
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("["):
+                section = stripped
+            elif section == "[gate]" and stripped.startswith("max_regression"):
+                line = "max_regression = 1e9"
+            elif section == "[gate.thresholds]" and "=" in stripped and not stripped.startswith("#"):
+                name = stripped.split("=", 1)[0].strip()
+                line = f"{name} = {-1e9 if metric(schema.task, name).higher_is_better else 1e9}"
+            lines.append(line)
+        return "\n".join(lines) + "\n"
 
     def first_push(self) -> str:
         """README step "Push the project", before main is protected."""
@@ -269,8 +316,7 @@ class World:
         self.data_prefix().mkdir()
         self.add_data(FIRST_ROWS)
         text = config.read_text().replace(f'source = "{source}"', f'source = "{self.data_prefix()}"')
-        # More data may score a little lower on a new test set than the champion re-scored on it.
-        config.write_text(text.replace("max_regression = 0.0", "max_regression = 0.02"))
+        config.write_text(self._accept_every_model(text))
         for stack in STACKS:  # README's AWS set-up, step 5: every monitored stack gets its retrain token
             self._give_dispatch_token(self.laptop / "infra" / f"Pulumi.{stack}.yaml")
         self._git("init", "--quiet", "--initial-branch=main", cwd=self.laptop)
