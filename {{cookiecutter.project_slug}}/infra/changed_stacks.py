@@ -85,7 +85,8 @@ def changed_paths(base: str) -> list[str]:
         command = ["git", "diff", "--name-only", base, "HEAD"]
     else:
         command = ["git", "diff", "--name-only", f"{base}...HEAD"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)  # run from the repository root, as make does
+    # Run from the repository root, as make does.
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         # A repository of one commit has no HEAD~1; a shallow clone lacks older commits.
         reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "git diff failed"
