@@ -83,9 +83,13 @@ def preview(stack: str, model_version: int | None, console: Console) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("stacks", nargs="*", choices=[*STACKS, []], default=list(STACKS))
+    # No `choices` here: with nargs="*", argparse checks the empty default against them and exits 2.
+    parser.add_argument("stacks", nargs="*", metavar="stack", help=f"one or more of {', '.join(STACKS)} (default: all)")
     parser.add_argument("--model-version", type=int, help="preview as if this version were promoted")
     args = parser.parse_args(argv)
+    unknown = [stack for stack in args.stacks if stack not in STACKS]
+    if unknown:
+        parser.error(f"unknown stack {', '.join(unknown)}: use {', '.join(STACKS)} (STACK=prod, or none for all)")
     console = Console() if sys.stdout.isatty() else Console(width=200)
     ok = True
     for stack in args.stacks or STACKS:

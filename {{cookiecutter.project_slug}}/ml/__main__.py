@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ml import atomic, housekeeping, pipeline, promotion, schema
-from ml.backends import stack_file
+from ml import atomic, github, housekeeping, pipeline, promotion, reuse, schema
+from ml.backends import job_ledger, stack_file
 from ml.backends.desired_state import StackConfigFile
 from ml.backends.local_registry import LocalModelRegistry
 from ml.context import Context, make_context
@@ -84,7 +84,20 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
-    result = evaluate_step.run(ctx, ctx.load("data", DataResult), ctx.load("train", TrainResult))
+    data, trained = ctx.load("data", DataResult), ctx.load("train", TrainResult)
+    existing = reuse.reused(ctx, trained)
+    champion = None
+    if existing is not None:
+        # The same rules as `make pipeline` (ml/reuse.py): an unchanged model is not evaluated for nothing.
+        reuse.refuse_rejected(existing)
+        champion = reuse.champion_to_beat(ctx, existing)
+        if champion is None:
+            ctx.save("evaluate", reuse.standing_evaluation(existing))
+            message = f"unchanged data, code and parameters: v{existing.version}'s registered evaluation stands"
+            ctx.console.print(f"[green]{message}[/]")
+            step_summary(f"### Evaluation\n\n{message}; nothing was evaluated.")
+            return 0
+    result = evaluate_step.run(ctx, data, trained)
     ctx.wait_background()
     ctx.save("evaluate", result)
     for check in result.checks:
@@ -93,6 +106,8 @@ def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
         ctx.console.print(f"{mark} {check['name']} = {check['value']:.4f} (needs {relation} {check['required']:.4f})")
     ctx.console.print(f"plots and evaluation.json in {result.report_dir}")
     step_summary(evaluation_markdown(result))
+    if existing is not None and champion is not None:
+        reuse.refuse_trailing(result, existing, champion)
     return 0
 
 
@@ -126,9 +141,16 @@ def evaluation_markdown(result: EvaluationResult) -> str:
 
 
 def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
-    result = register_step.run(
-        ctx, ctx.load("data", DataResult), ctx.load("train", TrainResult), ctx.load("evaluate", EvaluationResult)
-    )
+    trained = ctx.load("train", TrainResult)
+    existing = reuse.reused(ctx, trained)
+    if existing is not None:
+        # `make evaluate` refused a reused version that may not serve; this one is registered already.
+        ctx.save("register", reuse.registration(existing, trained))
+        ctx.console.print(
+            f"already registered as v{existing.version} ({existing.package.approval_status}); nothing registered"
+        )
+        return 0
+    result = register_step.run(ctx, ctx.load("data", DataResult), trained, ctx.load("evaluate", EvaluationResult))
     ctx.save("register", result)
     ctx.console.print(f"registered v{result.version} ({result.approval_status}) in {result.group}")
     return 0
@@ -172,6 +194,14 @@ def cmd_smoke_test(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def step_output(**values: str) -> None:
+    """Step outputs a later job reads, when running in GitHub Actions."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if path:
+        with Path(path).open("a", encoding="utf-8") as handle:
+            handle.writelines(f"{name}={value}\n" for name, value in values.items())
+
+
 def cmd_promotion_pr(ctx: Context, args: argparse.Namespace) -> int:
     if not args.to:
         raise PipelineError("promotion-pr needs --to (dev, staging or prod)")
@@ -180,25 +210,73 @@ def cmd_promotion_pr(ctx: Context, args: argparse.Namespace) -> int:
         version = args.version
     elif args.from_env:
         desired = stack_file(ctx.config, args.from_env).read()
-        if desired is None:
-            raise PipelineError(f"{args.from_env} has no model_version to promote from")
+        if desired is None:  # a stack deployed before any model was promoted to it
+            ctx.console.print(f"{args.from_env} names no model version yet: nothing to promote to {args.to}")
+            step_output(changed="false")
+            return 0
         version = desired
     else:
         version = last_registered(ctx)
     state = stack_file(ctx.config, args.to)
-    prepared = promotion.prepare(state.path.parent, args.to, state, registry.get(version), registry.champion())
+    previous = state.read()
+    # What the target serves now is what its stack file on main names: the comparison the reviewer needs.
+    serving = registry.get(previous) if previous else None
+    bot = os.environ.get("PROMOTION_BOT")
+    identity = github.bot_identity(bot) if bot else None
+    prepared = promotion.prepare(state.path.parent, args.to, state, registry.get(version), serving, identity)
     out = ctx.config.state_dir / "promotion"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.to}.md").write_text(prepared.body)
-    (out / f"{args.to}.title").write_text(prepared.title)
-    branch_file = out / f"{args.to}.branch"
-    if prepared.changed:
-        branch_file.write_text(prepared.branch)
-        ctx.console.print(f"committed v{version} to {state.path.name} on branch {prepared.branch}")
-    else:
-        branch_file.unlink(missing_ok=True)
+    for suffix, text in ((".md", prepared.body), (".title", prepared.title), ("-comment.md", prepared.comment)):
+        atomic.write_text(out / f"{args.to}{suffix}", text)
+    step_summary(prepared.comment)
+    if not prepared.changed:
         ctx.console.print(f"{args.to} already names v{version}; nothing to promote")
-    step_summary(prepared.body)
+        if args.open:
+            closed = github.close_superseded(
+                prepared.branch, f"Superseded: `{state.path.name}` on main already names v{version}."
+            )
+            if closed is not None:
+                ctx.console.print(f"closed #{closed}, which proposed another version for {args.to}")
+        step_output(changed="false")
+        return 0
+    ctx.console.print(f"committed v{version} to {state.path.name} on branch {prepared.branch}")
+    if not args.open:
+        return 0
+    sha, pushed = github.push(state.path.parent, prepared.branch, state.path)
+    number = github.propose(prepared.branch, prepared.title, out / f"{args.to}.md")
+    github.comment(number, out / f"{args.to}-comment.md")
+    atomic.write_text(out / f"{args.to}.number", str(number))
+    ctx.console.print(
+        f"#{number} {prepared.title}"
+        + ("" if pushed else f" ({prepared.branch} already proposed it; not pushed again)")
+    )
+    step_output(changed="true", number=str(number), sha=sha)
+    return 0
+
+
+def cmd_promotion_preview(ctx: Context, args: argparse.Namespace) -> int:
+    """Put `pulumi preview` of the promotion branch into the promotion comment (the preview job)."""
+    if not args.to or not args.input:
+        raise PipelineError("promotion-preview needs --to and --input (the output of `pulumi preview`)")
+    out = ctx.config.state_dir / "promotion"
+    missing = [p.name for p in (out / f"{args.to}-comment.md", out / f"{args.to}.number") if not p.exists()]
+    if missing:
+        raise PipelineError(f"no {', '.join(missing)} in {out}: download the promotion job's artifact first")
+    text = promotion.with_preview((out / f"{args.to}-comment.md").read_text(), Path(args.input).read_text())
+    atomic.write_text(out / f"{args.to}-comment.md", text)
+    github.comment(int((out / f"{args.to}.number").read_text()), out / f"{args.to}-comment.md")
+    ctx.console.print(f"the preview of {args.to} is in the promotion comment")
+    return 0
+
+
+def cmd_stop_jobs(ctx: Context, args: argparse.Namespace) -> int:
+    """Stop the cloud jobs this workspace started that still run (the `if: cancelled()` step in CI)."""
+    entries = job_ledger(ctx.config).entries()
+    if not entries:
+        ctx.console.print("no jobs were started here")
+    for kind, name in entries:
+        stopped = ctx.backends.jobs.stop(kind, name)
+        ctx.console.print(f"{kind} job {name}: {'stop requested' if stopped else 'had already ended'}")
     return 0
 
 
@@ -219,11 +297,19 @@ def cmd_check_deployable(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
-    """After `pulumi up`: the endpoint serves the desired version and passes the smoke test."""
-    if ctx.backends.desired_state.read() is None:
+    """After `pulumi up`: the endpoint serves the desired version and passes the smoke test.
+
+    In AWS it only checks: `pulumi up` (deploy.yml, with prod's reviewed plan) is what changes an
+    endpoint, never the check after it.
+    """
+    desired = ctx.backends.desired_state.read()
+    if desired is None:
         ctx.console.print(f"{ctx.backends.desired_state.path.name} names no model version: no endpoint to verify")
         return 0
-    deploy_step.run(ctx)
+    if ctx.config.env == "local":
+        deploy_step.run(ctx)
+    else:
+        deploy_step.check_serving(ctx, desired)
     data = data_step.run(ctx)
     result = smoke_step.run(ctx, data)
     step_summary(
@@ -670,6 +756,8 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "predict": cmd_predict,
     "batch": cmd_batch,
     "promotion-pr": cmd_promotion_pr,
+    "promotion-preview": cmd_promotion_preview,
+    "stop-jobs": cmd_stop_jobs,
     "verify": cmd_verify,
     "status": cmd_status,
     "stop": cmd_stop,
@@ -710,12 +798,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repair", action="store_true", help="registry-check: rebuild the database from the journal")
     parser.add_argument("--keep", type=int, default=3, help="gc: how many recent versions and jobs to keep")
     parser.add_argument("--input", help="label: a CSV with columns inference_id and label; predict: rows to score; "
-                        "infer-schema: the data file; batch: the file to score")  # fmt: skip
+                        "infer-schema: the data file; batch: the file to score; promotion-preview: pulumi preview's output")  # fmt: skip
     parser.add_argument("--output", help="predict, batch: where to write the predictions")
     parser.add_argument("--label", help="infer-schema: the column the model predicts")
     parser.add_argument("--task", help="infer-schema: binary, multiclass or regression (default: guessed)")
     parser.add_argument(
         "--from", dest="from_env", choices=("dev", "staging"), help="promotion-pr: take the version this stack serves"
+    )
+    parser.add_argument(
+        "--open", action="store_true", help="promotion-pr: push the branch, open or update its pull request (gh)"
     )
     args = parser.parse_args(argv)
     console = Console()

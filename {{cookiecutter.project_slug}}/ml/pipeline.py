@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import contextlib
 
-from ml import lineage
+from ml import lineage, reuse
 from ml.context import Context
 from ml.errors import GateRejectedError, PipelineError
-from ml.gate import Check, GateDecision
 from ml.steps import data as data_step
 from ml.steps import deploy as deploy_step
 from ml.steps import evaluate as evaluate_step
@@ -15,7 +14,6 @@ from ml.steps import promote as promote_step
 from ml.steps import register as register_step
 from ml.steps import smoke_test as smoke_step
 from ml.steps import train as train_step
-from ml.steps.register import RegisterResult
 from ml.summary import Summary
 
 STEPS = ("data", "train", "evaluate", "register", "promote", "deploy", "smoke_test")
@@ -74,21 +72,18 @@ def _run(ctx: Context, summary: Summary) -> Summary:
     ctx.save("train", trained)
     summary.model["fingerprint"] = trained.fingerprint[:16]
 
-    if trained.reused_version is not None:
+    existing = reuse.reused(ctx, trained)
+    if existing is not None:
         # Incremental run: this exact model was trained, evaluated and registered before.
         summary.steps[-1].status = "reused"
-        existing = backends.registry.get(trained.reused_version)
         summary.metrics = existing.package.metrics
         summary.model.update(version=existing.version, approval=existing.package.approval_status, reused=True)
         if not existing.approved:
             summary.mark("evaluate", "skipped", f"unchanged inputs; metrics from v{existing.version}")
             summary.mark("register", "skipped", f"already registered as v{existing.version}")
-            raise GateRejectedError(
-                f"data, code and parameters are unchanged since v{existing.version}, which the gate "
-                "rejected. Change the data, code or [train] parameters to try again."
-            )
-        champion = backends.registry.champion()
-        if champion is not None and champion.version != existing.version:
+        reuse.refuse_rejected(existing)
+        champion = reuse.champion_to_beat(ctx, existing)
+        if champion is not None:
             # An older version, reused: it serves again only if it still beats what serves now.
             evaluation = summary.step(
                 "evaluate",
@@ -103,20 +98,11 @@ def _run(ctx: Context, summary: Summary) -> Summary:
             summary.paths["report"] = evaluation.report_dir
             if not evaluation.passed:
                 summary.mark("register", "skipped", f"already registered as v{existing.version}")
-                failures = GateDecision(False, [Check(**check) for check in evaluation.checks]).failures
-                raise GateRejectedError(
-                    f"data, code and parameters are those of v{existing.version}, but it now trails champion "
-                    f"v{champion.version} on this test set:\n  - "
-                    + "\n  - ".join(failures)
-                    + f"\nChampion v{champion.version} stays in place."
-                )
+            reuse.refuse_trailing(evaluation, existing, champion)
         else:
             summary.mark("evaluate", "skipped", f"unchanged inputs; metrics from v{existing.version}")
         summary.mark("register", "skipped", f"already registered as v{existing.version}")
-        ctx.save(
-            "register",
-            RegisterResult(existing.version, existing.package.approval_status, existing.group, trained.fingerprint),
-        )
+        ctx.save("register", reuse.registration(existing, trained))
         version = existing.version
     else:
         evaluation = summary.step(

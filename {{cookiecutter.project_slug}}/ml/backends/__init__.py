@@ -9,6 +9,7 @@ from pathlib import Path
 from ml import lineage, names
 from ml.backends.base import ArtifactStore, DesiredState, Endpoint, JobRunner, ModelRegistry
 from ml.backends.desired_state import StackConfigFile
+from ml.backends.job_ledger import JobLedger
 from ml.backends.local_artifacts import LocalArtifactStore
 from ml.backends.local_endpoint import LocalEndpoint
 from ml.backends.local_jobs import LocalJobRunner
@@ -75,6 +76,11 @@ def local_backends(config: Config) -> Backends:
     )
 
 
+def job_ledger(config: Config) -> JobLedger:
+    """Where this workspace records the cloud jobs it starts (`make stop-jobs` reads it)."""
+    return JobLedger(config.state_dir / "jobs-started" / f"{config.env}.jsonl")
+
+
 def stack_file(config: Config, env: str) -> StackConfigFile:
     """The desired-state file of an AWS environment: its committed Pulumi stack config."""
     directory = Path(os.environ.get("MLOPS_STACK_DIR") or PROJECT_ROOT / "infra")
@@ -133,6 +139,7 @@ def aws_backends(config: Config) -> Backends:
             config.aws.instance_type,
             config.aws.managed_spot,
             cost_tags={"project": config.project.resource_prefix, "environment": config.env},
+            ledger=job_ledger(config),
         ),
         endpoint=SageMakerEndpoint(
             sagemaker,

@@ -123,6 +123,10 @@ class JobRunner(Protocol):
         """A hint that a job running these files comes next, so its start-up can overlap this step."""
         ...
 
+    def stop(self, kind: Literal["training", "processing"], name: str) -> bool:
+        """Stop a job that is still running; False if it had already ended (`make stop-jobs`)."""
+        ...
+
 
 class Endpoint(Protocol):
     name: str

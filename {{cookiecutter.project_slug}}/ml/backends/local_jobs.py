@@ -62,6 +62,10 @@ class LocalJobRunner:
             shutil.copy2(source, code / source.name)
         return job_dir
 
+    def stop(self, kind: str, name: str) -> bool:
+        """Nothing outlives its command here: a local job ends with the process that started it."""
+        return False
+
     def train(self, spec: TrainingSpec) -> TrainingResult:
         job_dir = self._prepare(spec.job_name, spec.source_files)
         model_dir, output_dir = job_dir / "model", job_dir / "output"

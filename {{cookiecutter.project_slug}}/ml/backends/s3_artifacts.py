@@ -37,6 +37,11 @@ class S3ArtifactStore:
         self._kms = kms_key_arn
         self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=16 * 1024 * 1024)
 
+    @property
+    def client(self) -> Any:
+        """The S3 client, for reading outside the artifact bucket (an S3 [data].source: ml/data_source.py)."""
+        return self._s3
+
     def put(self, path: Path) -> str:
         digest = file_sha256(path)
         key = f"sha256/{digest}/{path.name}"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.backends.base import ProcessingResult, ProcessingSpec, TrainingResult, TrainingSpec
+from ml.backends.job_ledger import JobKind, JobLedger
 from ml.backends.s3_artifacts import S3ArtifactStore, split_uri
 from ml.errors import JobFailedError
 from ml.stack_outputs import StackOutputs
@@ -64,6 +65,7 @@ class SageMakerJobRunner:
         poll_seconds: float = 15.0,
         grace_seconds: float = 1800.0,
         cost_tags: dict[str, str] | None = None,
+        ledger: JobLedger | None = None,
     ) -> None:
         self._session = session
         self._sm = sagemaker_client
@@ -77,6 +79,7 @@ class SageMakerJobRunner:
         # The tags the environment's budget filters on (infra/components/monitoring.py), as Pulumi's
         # default tags give the stack's own resources: jobs are not Pulumi's, so they are tagged here.
         self._cost_tags = dict(cost_tags or {})
+        self._ledger = ledger
 
     def prepare(self, source_files: tuple[Path, ...]) -> None:
         """Nothing to warm: SageMaker starts the container when the job is created."""
@@ -126,20 +129,59 @@ class SageMakerJobRunner:
                     tags=[Tag(key=key, value=value) for key, value in self._tags(spec.tags).items()],
                 )
             inputs = [InputData(channel_name=name, data_source=uri) for name, uri in spec.channels.items()]
-            try:
-                trainer.train(input_data_config=inputs, wait=True, logs=False)
-            except Exception as error:  # the SDK raises its own types on Failed/Stopped; SageMaker has the reason
-                job = getattr(trainer, "_latest_training_job", None)
-                if job is None:
-                    raise
-                self._raise_if_unsuccessful(job.training_job_name, error)
-                raise
+            # Created without waiting, so the job is on the ledger before anything can interrupt the wait.
+            trainer.train(input_data_config=inputs, wait=False, logs=False)
         job_name = trainer._latest_training_job.training_job_name  # the SDK's handle on the job it created
-        description = self._describe_training(job_name)
+        self._started("training", job_name)
+        description = self._wait("training", job_name, spec.max_runtime_seconds)
         if description["TrainingJobStatus"] != "Completed":
             self._raise_if_unsuccessful(job_name, None)
         model_uri = self._artifacts.adopt(description["ModelArtifacts"]["S3ModelArtifacts"], "model.tar.gz")
         return TrainingResult(job_name, model_uri, time.perf_counter() - started)
+
+    def _started(self, kind: JobKind, name: str) -> None:
+        if self._ledger is not None:
+            self._ledger.started(kind, name)
+
+    def stop(self, kind: JobKind, name: str) -> bool:
+        """Stop a job that is still running (StopTrainingJob/StopProcessingJob); False if it had ended."""
+        if kind == "training":
+            status = self._describe_training(name)["TrainingJobStatus"]
+        else:
+            status = self._describe_processing(name)["ProcessingJobStatus"]
+        if status != "InProgress":
+            return False
+        self._request_stop(kind, name)
+        return True
+
+    def _request_stop(self, kind: JobKind, name: str) -> None:
+        if kind == "training":
+            self._sm.stop_training_job(TrainingJobName=name)
+        else:
+            self._sm.stop_processing_job(ProcessingJobName=name)
+
+    def _wait(self, kind: JobKind, job_name: str, max_runtime: int) -> dict[str, Any]:
+        """Poll until the job ends. SageMaker enforces MaxRuntimeInSeconds itself; the grace covers start-up
+        and upload. An interrupted wait (Ctrl-C, a cancelled CI job's SIGINT) stops the job first."""
+        describe = self._describe_training if kind == "training" else self._describe_processing
+        key = "TrainingJobStatus" if kind == "training" else "ProcessingJobStatus"
+        deadline = time.monotonic() + max_runtime + self._grace
+        try:
+            while True:
+                description = describe(job_name)
+                if description[key] in TERMINAL:
+                    return description
+                if time.monotonic() > deadline:
+                    self._request_stop(kind, job_name)  # InProgress a moment ago: no second describe
+                    raise JobFailedError(f"{kind} job {job_name} did not finish in time and was stopped")
+                time.sleep(self._poll)
+        except KeyboardInterrupt:
+            self.stop(kind, job_name)
+            raise
+
+    def _describe_processing(self, job_name: str) -> dict[str, Any]:
+        description: dict[str, Any] = self._sm.describe_processing_job(ProcessingJobName=job_name)
+        return description
 
     def _tags(self, tags: dict[str, str]) -> dict[str, str]:
         return {**tags, **self._cost_tags}
@@ -211,7 +253,8 @@ class SageMakerJobRunner:
             StoppingCondition={"MaxRuntimeInSeconds": spec.max_runtime_seconds},
             Tags=[{"Key": key, "Value": value} for key, value in self._tags(spec.tags).items()],
         )
-        description = self._wait_processing(spec.job_name, spec.max_runtime_seconds)
+        self._started("processing", spec.job_name)
+        description = self._wait("processing", spec.job_name, spec.max_runtime_seconds)
         if description["ProcessingJobStatus"] != "Completed":
             reason = description.get("FailureReason") or description.get("ExitMessage") or "no reason given"
             raise JobFailedError(f"processing job {spec.job_name} {description['ProcessingJobStatus']}: {reason}")
@@ -226,15 +269,3 @@ class SageMakerJobRunner:
                 relative = key[len(prefix) + 1 :]  # a file in a subfolder keeps it (plots/x.svg)
                 collected[f"{name}/{relative}"] = self._artifacts.adopt(f"s3://{out_bucket}/{key}", filename)
         return ProcessingResult(spec.job_name, collected, time.perf_counter() - started)
-
-    def _wait_processing(self, job_name: str, max_runtime: int) -> dict[str, Any]:
-        # SageMaker enforces MaxRuntimeInSeconds itself; the grace covers start-up and upload.
-        deadline = time.monotonic() + max_runtime + self._grace
-        while True:
-            description: dict[str, Any] = self._sm.describe_processing_job(ProcessingJobName=job_name)
-            if description["ProcessingJobStatus"] in TERMINAL:
-                return description
-            if time.monotonic() > deadline:
-                self._sm.stop_processing_job(ProcessingJobName=job_name)
-                raise JobFailedError(f"processing job {job_name} did not finish in time and was stopped")
-            time.sleep(self._poll)

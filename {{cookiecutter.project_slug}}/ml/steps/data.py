@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ml import atomic, schema
+from ml import atomic, data_source, schema
 from ml.context import Context
 from ml.errors import DataValidationError
 from ml.hashing import combine, file_sha256, json_sha256
@@ -81,7 +81,7 @@ def load_frame(path: Path) -> pd.DataFrame:
 def cache_key(ctx: Context) -> str:
     """Everything that determines the validated split, hashed without reading the data with pandas."""
     config = ctx.config
-    identity = file_sha256(source_path(config.data.source, config.root))
+    identity = data_source.resolve(ctx).identity  # a file's hash, or its parts': follows the content
     contract = file_sha256(config.schema_path) if config.schema_path.is_file() else "no schema"
     schema_dir = Path(schema.__file__).parent
     code = [file_sha256(path) for path in (Path(__file__), schema_dir / "schema.py", schema_dir / "validation.py")]
@@ -148,7 +148,7 @@ def _validate_and_split(ctx: Context) -> DataResult:
 
     config = ctx.config
     contract = schema.for_config(config)
-    raw = source_path(config.data.source, config.root)
+    raw = data_source.local_copy(ctx, data_source.resolve(ctx))  # a file, or a prefix's parts
     frame = load_frame(raw)
     report = validation.validate(frame, str(raw), contract)
     frame = frame[[*contract.names, contract.label]]

@@ -54,3 +54,19 @@ def run(ctx: Context) -> DeployResult:
     changed = not (before and before.healthy and before.version == status.version)
     ctx.console.print(f"{'deployed' if changed else 'already serving'} v{status.version} at {status.url}")
     return DeployResult(status.name, status.version, status.url, changed)
+
+
+def check_serving(ctx: Context, desired: int) -> DeployResult:
+    """In AWS, after `pulumi up`: the endpoint serves the desired version and is healthy. Changes nothing."""
+    deployable(ctx, desired)
+    endpoint = ctx.backends.endpoint
+    status = endpoint.status()
+    if status is None or not status.healthy or status.version != desired:
+        serving = "nothing" if status is None else f"v{status.version}" + ("" if status.healthy else " (not healthy)")
+        raise PipelineError(
+            f"endpoint {endpoint.name} serves {serving}, not v{desired} ({ctx.backends.desired_state.path.name}): "
+            f"`pulumi up --stack {ctx.config.env}` has not applied it, or SageMaker rolled the update back "
+            "(see the endpoint's events and its alarms)"
+        )
+    ctx.console.print(f"{endpoint.name} serves v{desired}")
+    return DeployResult(status.name, status.version, status.url, False)

@@ -33,6 +33,7 @@ class EvaluationResult:
     checks: list[dict[str, Any]]
     report_dir: str
     new_lineage: str = ""  # why the champion was not compared (another schema), if it was not
+    reused_version: int | None = None  # an unchanged model: its registered evaluation stands (ml/reuse.py)
 
 
 def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResult:

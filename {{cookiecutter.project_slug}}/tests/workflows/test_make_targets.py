@@ -42,8 +42,12 @@ EXERCISED_BY = {
     "train": "tests/aws/test_pipeline_aws.py (moto) and tests/test_pipeline_e2e.py",
     "evaluate": "tests/aws/test_pipeline_aws.py (moto) and tests/test_pipeline_e2e.py",
     "register": "tests/aws/test_pipeline_aws.py (moto) and tests/test_pipeline_e2e.py",
-    "open-promotion-pr": "test_open_promotion_pr_pushes_and_opens_a_pull_request",
-    "infra-up": "test_infra_up_runs_pulumi_up_for_the_environment",
+    "open-promotion-pr": "test_a_promotion_push_* here, and tests/workflows/test_rehearsal.py (the whole sequence)",
+    "promotion-preview": "tests/workflows/test_rehearsal.py::test_the_promotion_comment_compares_with_what_the_target_serves_and_shows_the_preview",
+    "infra-up": "test_infra_up_*",
+    "plan-stack": "test_plan_stack_saves_the_plan_and_writes_the_summary",
+    "check-fresh": "tests/workflows/test_rehearsal.py::test_rerunning_an_old_deploy_refuses_to_roll_back",
+    "stop-jobs": "tests/workflows/test_rehearsal.py::test_cancelling_training_stops_the_sagemaker_job_it_started and tests/aws/test_failures_aws.py",
     "verify-deployment": "tests/test_pipeline_e2e.py::test_verify_checks_the_served_version_and_smoke_tests",
     "dispatch-pipeline": "test_dispatch_pipeline_starts_pipeline_yml_on_main",
 }
@@ -123,8 +127,28 @@ def test_stack_outputs_without_the_pulumi_cli_says_how_to_get_it(tmp_path: Path)
 
 def test_infra_up_runs_pulumi_up_for_the_environment(fake_cli: tuple[Path, Path], tmp_path: Path) -> None:
     bin_dir, log = fake_cli
-    assert make("infra-up", bin_dir, tmp_path, MLOPS_ENV="prod").returncode == 0
-    assert "pulumi up --stack prod --yes --skip-preview --non-interactive" in log.read_text()
+    assert make("infra-up", bin_dir, tmp_path, MLOPS_ENV="staging").returncode == 0
+    assert "pulumi up --stack staging --yes --non-interactive --skip-preview" in log.read_text()
+
+
+def test_infra_up_with_a_plan_applies_exactly_that_plan(fake_cli: tuple[Path, Path], tmp_path: Path) -> None:
+    """Finding 5: prod's apply is held to the plan its reviewer saw (`pulumi up --plan`), never --skip-preview."""
+    bin_dir, log = fake_cli
+    plan = tmp_path / "state" / "plan-prod.json"
+    assert make("infra-up", bin_dir, tmp_path, MLOPS_ENV="prod", PLAN=str(plan)).returncode == 0
+    up = [line for line in log.read_text().splitlines() if line.startswith("pulumi up")]
+    assert up == [f"pulumi up --stack prod --yes --non-interactive --plan {plan}"]
+
+
+def test_plan_stack_saves_the_plan_and_writes_the_summary(fake_cli: tuple[Path, Path], tmp_path: Path) -> None:
+    bin_dir, log = fake_cli
+    summary = tmp_path / "summary.md"
+    assert make("plan-stack", bin_dir, tmp_path, STACK="prod", GITHUB_STEP_SUMMARY=str(summary)).returncode == 0
+    plan = tmp_path / "state" / "plan-prod.json"
+    assert f"pulumi preview --stack prod --diff --non-interactive --save-plan {plan}" in log.read_text()
+    assert "### pulumi preview: prod (the plan the apply is held to)" in summary.read_text()
+    assert "+ 3 to create" in summary.read_text()
+    assert make("plan-stack", bin_dir, tmp_path).returncode == 2  # no STACK: says which to set
 
 
 def test_preview_stack_runs_pulumi_preview_and_writes_the_summary(fake_cli: tuple[Path, Path], tmp_path: Path) -> None:
@@ -141,32 +165,70 @@ def test_dispatch_pipeline_starts_pipeline_yml_on_main(fake_cli: tuple[Path, Pat
     assert "gh workflow run pipeline.yml --ref main" in log.read_text()
 
 
-def test_open_promotion_pr_pushes_and_opens_a_pull_request(fake_cli: tuple[Path, Path], tmp_path: Path) -> None:
-    # The branch and body come from `ml promotion-pr` (tests/workflows/test_promotion.py); here the
-    # promotion files are already written and the target's shell pushes and calls gh.
-    bin_dir, log = fake_cli
-    state = tmp_path / "state" / "promotion"
-    state.mkdir(parents=True)
-    (state / "staging.branch").write_text("promote/staging/v3")
-    (state / "staging.title").write_text("Promote model v3 to staging")
-    (state / "staging.md").write_text("body")
-    git = bin_dir / "git"
-    git.write_text(f'#!/usr/bin/env bash\necho "git $*" >> {log}\n')
-    git.chmod(0o755)
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-o", "promotion-pr", "open-promotion-pr", "TO=staging"],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "MLOPS_HOME": str(tmp_path / "state")},
-        capture_output=True,
-        text=True,
+@pytest.fixture
+def origin_and_gh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A bare repository as origin, holding main with the stack files, and a `gh` that records its
+    arguments and answers `pr list` from a file (`pr create` opens #7)."""
+    origin, seed = tmp_path / "origin.git", tmp_path / "seed"
+    person = ["-c", "user.name=Maintainer", "-c", "user.email=maintainer@example.com"]
+    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(origin)], check=True)
+    subprocess.run(["git", "clone", "--quiet", str(origin), str(seed)], check=True, capture_output=True)
+    (seed / "infra").mkdir()
+    (seed / "infra" / "Pulumi.staging.yaml").write_text("config:\n  x:model_version: ''\n")
+    for args in (["add", "."], [*person, "commit", "--quiet", "-m", "stacks"], ["push", "--quiet", "origin", "main"]):
+        subprocess.run(["git", *args], cwd=seed, check=True, capture_output=True)
+    bin_dir, log, pulls = tmp_path / "bin", tmp_path / "gh.log", tmp_path / "pulls.json"
+    bin_dir.mkdir()
+    pulls.write_text("[]")
+    opened = json.dumps([{"number": 7}])
+    (bin_dir / "gh").write_text(
+        f"""#!/usr/bin/env bash
+echo "gh $*" >> {log}
+if [ "$1 $2" = "pr list" ]; then cat {pulls}; fi
+if [ "$1 $2" = "pr create" ]; then echo '{opened}' > {pulls}; fi
+exit 0
+"""
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    (bin_dir / "gh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return origin, log
+
+
+def _promotion_commit(origin: Path, workdir: Path, version: str) -> Path:
+    """A fresh checkout of main (as actions/checkout makes, no remote-tracking refs but main's) with the
+    promotion committed on its branch, as `ml promotion-pr` leaves it."""
+    subprocess.run(["git", "clone", "--quiet", str(origin), str(workdir)], check=True, capture_output=True)
+    stack = workdir / "infra" / "Pulumi.staging.yaml"
+    stack.write_text(f"config:\n  x:model_version: '{version}'\n")
+    bot = ["-c", "user.name=promotions[bot]", "-c", "user.email=1+promotions[bot]@users.noreply.github.com"]
+    for args in (["switch", "--quiet", "-C", "promote/staging"], ["commit", "--quiet", "-am", f"v{version}"]):
+        subprocess.run(["git", *(bot if args[0] == "commit" else []), *args], cwd=workdir, check=True)
+    return stack
+
+
+def test_a_promotion_push_from_a_fresh_checkout_updates_its_branch_and_pull_request(
+    origin_and_gh: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Finding 7: a second push (a re-run job, or a newer model) from a fresh checkout has no
+    remote-tracking ref of the branch; a bare --force-with-lease refused it forever."""
+    from ml import github
+
+    origin, log = origin_and_gh
+    for attempt, version in enumerate(("3", "4")):
+        stack = _promotion_commit(origin, tmp_path / f"checkout-{attempt}", version)
+        sha, pushed = github.push(stack.parent.parent, "promote/staging", stack)
+        assert pushed
+        remote = subprocess.run(["git", "rev-parse", "promote/staging"], cwd=origin, capture_output=True, text=True)
+        assert remote.stdout.strip() == sha
+        assert github.propose("promote/staging", f"Promote model v{version} to staging", tmp_path / "body.md") == 7
+    # The same change again (a re-run of the job that pushed v4) pushes nothing.
+    stack = _promotion_commit(origin, tmp_path / "checkout-rerun", "4")
+    assert github.push(stack.parent.parent, "promote/staging", stack) == (sha, False)
     calls = log.read_text().splitlines()
-    assert calls == [
-        "gh auth setup-git",
-        "git push --force-with-lease origin promote/staging/v3",
-        f"gh pr create --base main --head promote/staging/v3 --title Promote model v3 to staging --body-file {state}/staging.md",
+    assert [c for c in calls if c.startswith("gh pr create")] == [
+        f"gh pr create --base main --head promote/staging --title Promote model v3 to staging --body-file {tmp_path}/body.md"
     ]
+    assert f"gh pr edit 7 --title Promote model v4 to staging --body-file {tmp_path}/body.md" in calls
 
 
 def test_changed_stacks_maps_files_to_stacks() -> None:

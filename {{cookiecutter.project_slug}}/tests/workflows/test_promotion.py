@@ -1,4 +1,7 @@
-"""Promotion mechanics against a real, temporary git repository: branch, commit, body, revert."""
+"""Promotion mechanics against a real, temporary git repository: branch, commit, body, revert.
+
+The repository has no git identity, as on a GitHub-hosted runner (actions/checkout sets none): the
+promotion commits as the bot it is given, or refuses with the fix (issue 12, finding 1)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from ml.backends.base import ModelPackage, ModelVersion
 from ml.backends.desired_state import StackConfigFile
 from ml.config import PROJECT_ROOT, load_config
 from ml.errors import PipelineError
-from ml.promotion import prepare
+from ml.promotion import GitIdentity, prepare
 
 PREFIX = load_config().project.resource_prefix
 
@@ -22,17 +25,29 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 
 
+BOT = GitIdentity("promotions[bot]", "41898282+promotions[bot]@users.noreply.github.com")
+PERSON = ["-c", "user.name=Maintainer", "-c", "user.email=maintainer@example.com"]  # a person's own commits
+
+
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    git(tmp_path, "init", "--quiet", "--initial-branch=main")
-    git(tmp_path, "config", "user.email", "ci@example.com")
-    git(tmp_path, "config", "user.name", "CI")
-    (tmp_path / "infra").mkdir()
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # No identity anywhere git looks: a fresh HOME, no system config, none in the environment.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    for variable in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(variable, raising=False)
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "--quiet", "--initial-branch=main")
+    (root / "infra").mkdir()
     for path in (PROJECT_ROOT / "infra").glob("Pulumi.*.yaml"):
-        shutil.copy(path, tmp_path / "infra" / path.name)
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "--quiet", "-m", "stacks")
-    return tmp_path
+        shutil.copy(path, root / "infra" / path.name)
+    git(root, "add", ".")
+    git(root, *PERSON, "commit", "--quiet", "-m", "stacks")
+    return root
 
 
 def model(version: int, status: str = "Approved", roc_auc: float = 0.99) -> ModelVersion:
@@ -53,9 +68,11 @@ def staging(repo: Path) -> StackConfigFile:
 
 def test_promotion_commits_the_version_on_its_own_branch_and_describes_it(repo: Path) -> None:
     before = (repo / "infra" / "Pulumi.staging.yaml").read_text()
-    prepared = prepare(repo / "infra", "staging", staging(repo), model(3), model(2, roc_auc=0.97))
-    assert prepared.changed and prepared.branch == "promote/staging/v3"
-    assert git(repo, "branch", "--show-current") == "promote/staging/v3"
+    prepared = prepare(repo / "infra", "staging", staging(repo), model(3), model(2, roc_auc=0.97), BOT)
+    # One branch per target, so a newer model updates the open pull request instead of adding one.
+    assert prepared.changed and prepared.branch == "promote/staging"
+    assert git(repo, "branch", "--show-current") == "promote/staging"
+    assert git(repo, "log", "-1", "--format=%an <%ae>") == f"{BOT.name} <{BOT.email}>"
     assert git(repo, "diff", "--name-only", "main", "HEAD") == "infra/Pulumi.staging.yaml"
     assert staging(repo).read() == 3
     # The version line changed, and the monitoring keys that travel with it were added; comments
@@ -66,20 +83,28 @@ def test_promotion_commits_the_version_on_its_own_branch_and_describes_it(repo: 
         f"  {PREFIX}:monitoring_evaluation: s3://bucket/e.json",
         f"  {PREFIX}:monitoring_model_created_at: '2026-11-22T00:00:00+00:00'",
     ]
-    assert "| roc_auc | 0.9900 | 0.9700 |" in prepared.body
-    assert "git_sha | `abc123`" in prepared.body
+    # The metrics and lineage are in the comment, against what staging serves (v2 here).
+    assert "| roc_auc | 0.9900 | 0.9700 |" in prepared.comment and "staging serves v2." in prepared.comment
+    assert "git_sha | `abc123`" in prepared.comment
     assert "revert" in prepared.body
 
 
+def test_without_a_git_identity_the_promotion_refuses_with_the_fix(repo: Path) -> None:
+    """Finding 1: a runner has no git identity; with no bot given, the promotion says what to set."""
+    with pytest.raises(PipelineError, match="no git identity to commit the promotion with: in CI, set PROMOTION_BOT"):
+        prepare(repo / "infra", "staging", staging(repo), model(3), None)
+    assert git(repo, "branch", "--show-current") == "main" and staging(repo).read() is None
+
+
 def test_reverting_the_promotion_commit_restores_the_previous_version(repo: Path) -> None:
-    prepare(repo / "infra", "staging", staging(repo), model(3), None)
+    prepare(repo / "infra", "staging", staging(repo), model(3), None, BOT)
     git(repo, "switch", "--quiet", "main")
-    git(repo, "merge", "--quiet", "--ff-only", "promote/staging/v3")
-    prepare(repo / "infra", "staging", staging(repo), model(4), model(3))
+    git(repo, "merge", "--quiet", "--ff-only", "promote/staging")
+    prepare(repo / "infra", "staging", staging(repo), model(4), model(3), BOT)
     git(repo, "switch", "--quiet", "main")
-    git(repo, "merge", "--quiet", "--ff-only", "promote/staging/v4")
+    git(repo, "merge", "--quiet", "--ff-only", "promote/staging")
     assert staging(repo).read() == 4
-    git(repo, "revert", "--no-edit", "HEAD")
+    git(repo, *PERSON, "revert", "--no-edit", "HEAD")
     assert staging(repo).read() == 3
     config = yaml.safe_load((repo / "infra" / "Pulumi.staging.yaml").read_text())["config"]
     assert config[f"{PREFIX}:model_version"] == "3"
@@ -87,7 +112,7 @@ def test_reverting_the_promotion_commit_restores_the_previous_version(repo: Path
 
 def test_promoting_the_version_already_there_changes_nothing(repo: Path) -> None:
     staging(repo).write(5)
-    git(repo, "commit", "--quiet", "-am", "v5")
+    git(repo, *PERSON, "commit", "--quiet", "-am", "v5")
     head = git(repo, "rev-parse", "HEAD")
     prepared = prepare(repo / "infra", "staging", staging(repo), model(5), None)
     assert not prepared.changed

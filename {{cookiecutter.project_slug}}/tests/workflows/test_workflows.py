@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from infra.changed_stacks import stacks_for, trigger_paths
 from ml.config import PROJECT_ROOT
 
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
@@ -113,15 +115,95 @@ def test_pipeline_is_path_filtered_and_ordered_test_train_evaluate_register_prom
     assert "ml/**" in paths and not any(p.startswith("README") or p.endswith(".md") for p in paths)
     assert pipeline["env"]["MLOPS_ENV"] == "dev"
     graph = {name: job.get("needs") for name, job in jobs("pipeline.yml").items()}
-    assert graph == {"test": None, "train": "test", "evaluate": "train", "register": "evaluate", "promote": "register"}
+    assert graph == {
+        "test": None,
+        "train": "test",
+        "evaluate": "train",
+        "register": "evaluate",
+        "promote": "register",
+        "preview-promotion": "promote",
+    }
     promote = jobs("pipeline.yml")["promote"]
-    assert promote["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
-    assert [s["env"]["TO"] for s in promote["steps"] if s.get("run") == "make open-promotion-pr"] == ["staging"]
+    # The promotion App's token pushes and opens the pull request; GITHUB_TOKEN only reads.
+    assert promote["permissions"] == {"contents": "read", "id-token": "write"}
+    opened = [s for s in promote["steps"] if s.get("run") == "make open-promotion-pr"]
+    assert [s["env"]["TO"] for s in opened] == ["staging"]
+    assert opened[0]["env"]["GH_TOKEN"] == EXPRESSION + " steps.app.outputs.token }}"
+    assert jobs("pipeline.yml")["preview-promotion"]["environment"] == "staging-preview"
+
+
+def test_promotion_pull_requests_are_opened_with_the_app_token_never_github_token() -> None:
+    """Finding 2: pull requests GITHUB_TOKEN opens start no workflow, so their required checks never report."""
+    for name in ALL:
+        for job_name, job in jobs(name).items():
+            assert job.get("permissions", {}).get("contents") != "write", f"{name}:{job_name} lets GITHUB_TOKEN push"
+            for step in job.get("steps", []):
+                if step.get("run") in ("make open-promotion-pr", "make promotion-preview"):
+                    assert step["env"]["GH_TOKEN"] == EXPRESSION + " steps.app.outputs.token }}", f"{name}:{job_name}"
+                if step.get("uses", "").startswith("actions/create-github-app-token@"):
+                    assert step["with"]["client-id"] == EXPRESSION + " vars.PROMOTION_APP_CLIENT_ID }}"
+                    assert step["with"]["private-key"] == EXPRESSION + " secrets.PROMOTION_APP_PRIVATE_KEY }}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_job_has_a_timeout_and_follows_its_needs_only_when_they_succeeded(name: str) -> None:
+    """Findings 12 (GitHub's default timeout is 6 hours) and 4 (`always()` ran jobs after a failure or
+    a cancellation). The rehearsal evaluates these conditions with GitHub's evaluator; this names the rule."""
+    for job_name, job in jobs(name).items():
+        assert 0 < job.get("timeout-minutes", 0) <= 120, f"{name}:{job_name} has no timeout-minutes"
+        condition = str(job.get("if", ""))
+        assert "always()" not in condition, f"{name}:{job_name}: use !cancelled() and check each needed result"
+        needs = job.get("needs") or []
+        needs = [needs] if isinstance(needs, str) else needs
+        if "!cancelled()" in condition:
+            for needed in needs:
+                assert f"needs.{needed}.result" in condition, f"{name}:{job_name} does not check {needed}'s result"
+
+
+def test_the_pulumi_cli_ci_installs_is_the_sdk_in_the_lockfile_and_uv_is_pinned() -> None:
+    """Finding 10: CI ran whatever Pulumi CLI the runner image carried, and the newest uv."""
+    lock = (PROJECT_ROOT / "uv.lock").read_text()
+    sdk = re.search(r'^name = "pulumi"\nversion = "([^"]+)"$', lock, re.MULTILINE)
+    assert sdk, "uv.lock has no pulumi package"
+    cli = (PROJECT_ROOT / ".pulumi-version").read_text().strip()
+    assert cli == sdk.group(1), f".pulumi-version is {cli}, the SDK in uv.lock {sdk.group(1)}: bump both together"
+    assert re.search(r"^uv \d+\.\d+\.\d+$", (PROJECT_ROOT / ".tool-versions").read_text(), re.MULTILINE)
+    for name, step in steps("ci.yml") + steps("pipeline.yml") + steps("deploy.yml"):
+        if step.get("uses", "").startswith("astral-sh/setup-uv@"):
+            assert step["with"]["version-file"] == ".tool-versions", name
+        if step.get("uses", "").startswith("pulumi/actions@"):
+            assert step["with"] == {"pulumi-version-file": ".pulumi-version"}, name
+
+
+def test_every_ml_module_the_pulumi_program_imports_triggers_a_deploy() -> None:
+    """Finding 8: a change the program reads must start deploy.yml, or it is previewed and never applied."""
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, infra.program; print(*sorted(m for m in sys.modules if m.split('.')[0] == 'ml'))",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert imported, "infra.program imports no ml module: the check below would hold vacuously"
+    files = [
+        f"{m.replace('.', '/')}/__init__.py"
+        if (PROJECT_ROOT / m.replace(".", "/")).is_dir()
+        else f"{m.replace('.', '/')}.py"
+        for m in imported
+    ]
+    untriggered = [f for f in files if not stacks_for([f])]
+    assert not untriggered, f"deploy.yml's on.push.paths misses what infra/ imports: {untriggered}"
 
 
 def test_deploy_applies_changed_stacks_with_per_environment_concurrency() -> None:
     deploy = load("deploy.yml")
-    assert deploy["on"]["push"]["paths"] == ["infra/**"]
+    # What changed_stacks reads is what GitHub triggers on: one list (finding 8).
+    assert deploy["on"]["push"]["paths"] == trigger_paths()
+    assert {"infra/**", "mlops.toml", "pyproject.toml", "uv.lock", ".pulumi-version"} <= set(trigger_paths())
     graph = jobs("deploy.yml")
     environments = {name: job.get("environment") for name, job in graph.items()}
     assert environments == {
@@ -129,18 +211,29 @@ def test_deploy_applies_changed_stacks_with_per_environment_concurrency() -> Non
         "deploy-dev": "dev",
         "deploy-staging": "staging",
         "promote-prod": "staging",
+        "preview-promotion-prod": "production-preview",
+        "plan-prod": "production-preview",
         "deploy-prod": "production",
     }
     for env, job in (("dev", "deploy-dev"), ("staging", "deploy-staging"), ("prod", "deploy-prod")):
         assert graph[job]["concurrency"] == {"group": f"deploy-{env}", "cancel-in-progress": False}
-        assert f"needs.changes.outputs.{env} == 'true'" in graph[job]["if"]
+        # A re-run uses its original commit: check-fresh refuses a stack main has moved past (finding 9).
         assert [s["run"] for s in graph[job]["steps"] if "run" in s] == [
+            "make check-fresh",
             "make infra-up",
             "make stack-outputs",
             "make verify-deployment",
         ]
+    for env, job in (("dev", "deploy-dev"), ("staging", "deploy-staging"), ("prod", "plan-prod")):
+        assert f"needs.changes.outputs.{env} == 'true'" in graph[job]["if"]
     assert graph["promote-prod"]["needs"] == "deploy-staging"
-    assert "deploy-staging" in graph["deploy-prod"]["needs"]
+    # Prod applies the plan its reviewer saw, made with prod's read-only role (finding 5).
+    assert graph["deploy-prod"]["needs"] == "plan-prod"
+    assert {"deploy-dev", "deploy-staging"} <= set(graph["plan-prod"]["needs"])
+    plan = [s for s in graph["plan-prod"]["steps"] if s.get("run") == "make plan-stack"]
+    assert plan and plan[0]["env"]["STACK"] == "prod"
+    apply = [s for s in graph["deploy-prod"]["steps"] if s.get("run") == "make infra-up"]
+    assert apply[0]["env"]["PLAN"] == ".mlops/plan-prod.json"
 
 
 def test_retraining_runs_on_a_schedule_and_on_drift() -> None:
@@ -152,7 +245,9 @@ def test_retraining_runs_on_a_schedule_and_on_drift() -> None:
 
 def test_dependabot_watches_actions_and_python() -> None:
     config = yaml.safe_load((PROJECT_ROOT / ".github" / "dependabot.yml").read_text())
-    assert {u["package-ecosystem"] for u in config["updates"]} >= {"github-actions", "uv"}
+    assert {u["package-ecosystem"] for u in config["updates"]} >= {"github-actions", "uv", "npm"}
+    # A release waits before it is proposed: most compromised releases are withdrawn within days.
+    assert all(u["cooldown"]["default-days"] >= 7 for u in config["updates"])
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -160,9 +255,11 @@ def run(command: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_zizmor_reports_no_findings() -> None:
-    result = run(["zizmor", "--offline", "--min-severity", "low", str(WORKFLOWS)])
+    # The whole repository, as `make lint-workflows` runs it: the workflows and Dependabot's config.
+    result = run(["zizmor", "--offline", "--min-severity", "low", "."])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings to report" in result.stdout + result.stderr
+    assert "completed ./.github/dependabot.yml" in result.stdout + result.stderr
 
 
 def test_actionlint_reports_no_findings() -> None:
