@@ -20,6 +20,7 @@ time. `python -m ml.batch --help` lists the arguments; ml/steps/batch.py starts 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -35,11 +36,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ml import monitor
+from ml.batch_request import REJECT_ROWS
 
 CSV = "text/csv"
-# The switch of ml/inference.py's Batch Transform mode (the container's code imports nothing of ml/;
-# tests/test_batch.py keeps the two names equal).
-REJECT_ROWS = "MLOPS_REJECT_ROWS"
 MAX_REASONS = 20  # distinct reasons kept in the summary
 
 
@@ -115,6 +114,21 @@ def mini_batches(handle: TextIO, limit: int) -> Iterator[list[tuple[int, str]]]:
         size += length
     if batch:
         yield batch
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """A transform job's Environment, for as long as it runs, then as it was (a caller in-process keeps its own)."""
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def peak_memory_mb() -> float:
@@ -220,7 +234,6 @@ class Transform:
         from ml.serving import Model, load_program  # the model's libraries: only the transform process needs them
 
         model_dir = Path(args.model_dir)
-        os.environ[REJECT_ROWS] = "1"  # as the transform job's Environment sets it (ml/steps/batch.py)
         self.model = Model(load_program(model_dir), model_dir)
         metadata = json.loads((model_dir / "metadata.json").read_text())
         self.features: list[str] = metadata["features"]
@@ -299,7 +312,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        summary = Transform(args).run()
+        with environment({REJECT_ROWS: "1"}):  # as the transform job's Environment sets it (ml/steps/batch.py)
+            summary = Transform(args).run()
     except BatchInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

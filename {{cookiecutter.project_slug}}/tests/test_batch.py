@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ml import batch, inference
+from ml import batch, batch_request, inference
 from ml.schema import Kind, Schema, Task
 from tests.data_factory import csv_line, schema_frame, synthetic_schema
 from tests.model_factory import model_tarball
@@ -203,4 +203,6 @@ def test_an_index_outside_the_row_is_refused_with_the_column_count() -> None:
 
 
 def test_the_engine_and_the_container_code_name_the_same_switch() -> None:
-    assert batch.REJECT_ROWS == inference.REJECT_ROWS  # inference.py imports nothing of ml/, so it keeps its own
+    assert (
+        batch_request.REJECT_ROWS == inference.REJECT_ROWS
+    )  # inference.py imports nothing of ml/, so it keeps its own

@@ -21,8 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ml import names
-from ml.backends.sagemaker_batch import TransformSpec, transform_request
-from ml.batch import REJECT_ROWS
+from ml.batch_request import REJECT_ROWS, TransformSpec, transform_request
 
 STEP = "Batch"
 # SageMaker Pipelines' metrics (SageMaker guide, "Amazon SageMaker AI metrics in Amazon CloudWatch",

@@ -24,7 +24,6 @@ from typing import Any
 
 from ml import names, schema
 from ml.batch import (
-    REJECT_ROWS,
     Assembler,
     BatchInputError,
     DriftCheck,
@@ -36,6 +35,7 @@ from ml.batch import (
     read_header,
     refused_before_scoring,
 )
+from ml.batch_request import REJECT_ROWS
 from ml.config import PROJECT_ROOT
 from ml.context import Context
 from ml.errors import PipelineError

@@ -12,13 +12,11 @@ this process, where moto answers its calls, from the code files the job download
 
 from __future__ import annotations
 
-import contextlib
 import os
 import runpy
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,21 +28,6 @@ from ml import batch
 from ml.backends import job_preload
 from ml.backends.warm import ForkServer
 from ml.serving import Model, load_program
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """The transform job's Environment, as the container's process would have it."""
-    previous = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @dataclass
@@ -167,7 +150,7 @@ class ContainerEmulator:
         select = batch.output_filter(processing.get("InputFilter", "$"))
         limit = request["MaxPayloadInMB"] * 1024 * 1024
         transform_input, output = request["TransformInput"], request["TransformOutput"]
-        with tempfile.TemporaryDirectory() as scratch, _environment(request.get("Environment", {})):
+        with tempfile.TemporaryDirectory() as scratch, batch.environment(request.get("Environment", {})):
             root = Path(scratch)
             self._download_prefix(model_url, root / "tarball")
             model_dir = root / "model"
