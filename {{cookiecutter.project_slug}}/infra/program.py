@@ -19,7 +19,7 @@ from infra.components.registry import Registry, RegistryArgs
 from infra.components.roles import Roles, RolesArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.settings import KEYS, StackSettings, parse, schedule_seconds
-from ml import names, schema
+from ml import names
 from ml.config import ProjectSection, load_config
 
 
@@ -237,7 +237,6 @@ def build(settings: StackSettings) -> dict[str, Any]:
                     model_name=endpoint.model_name,
                     model_version=settings.model_version,
                     input_uri=settings.batch_input,
-                    features=len(schema.for_config(ml_config).names),
                     execution_role_arn=roles.execution_role.arn,
                     scheduler_role_arn=roles.scheduler_role.arn,
                     kms_key_arn=storage.key.arn,

@@ -50,8 +50,8 @@ KEYS: dict[str, str] = {
     "monitoring_schedule": "when the monitoring job runs: an EventBridge Scheduler expression, e.g. rate(1 hour)",
     "batch_schedule": "when the nightly batch scores batch_input: an EventBridge Scheduler expression, e.g. "
     "cron(0 2 * * ? *); empty or absent: no scheduled batch",
-    "batch_input": "the S3 prefix in this environment's data bucket where the files to score land (CSV lines, no "
-    "header, the schema's features first in its order), e.g. s3://<data bucket>/incoming/",
+    "batch_input": "the S3 prefix (not the bucket's root) in this environment's data bucket where the files to "
+    "score land (CSV lines, no header, the schema's features alone, in its order), e.g. s3://<data bucket>/incoming/",
     "alert_emails": "addresses, comma-separated, subscribed to the environment's alert topic (beside budget_alert_email)",
     "github_dispatch_token": "a secret GitHub token that may send repository_dispatch "
     "(`pulumi config set --secret github_dispatch_token ...`); needed once monitoring is on",
@@ -112,7 +112,7 @@ class StackSettings(BaseModel):
     monitoring_model_created_at: str | None = None
     monitoring_schedule: Annotated[str, Field(pattern=SCHEDULE)] = "rate(1 hour)"
     batch_schedule: Annotated[str, Field(pattern=SCHEDULE)] | None = None
-    batch_input: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]+/(\S+/)?$")] | None = None
+    batch_input: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]+/\S+/$")] | None = None
     alert_emails: list[str] = Field(default_factory=list)
     github_dispatch_token: str | None = None
     budget_monthly_usd: Annotated[float, Field(gt=0)]

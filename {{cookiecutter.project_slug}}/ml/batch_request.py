@@ -25,14 +25,19 @@ class TransformSpec:
     kms_key_arn: str
     instance_type: str
     max_payload_mb: int
-    input_filter: str  # the features' columns, as a JSONPath of indices
+    input_filter: str  # the features' columns, as a JSONPath: at most 63 characters (DataProcessing)
     environment: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     max_runtime_seconds: int = 3600
 
 
+MAX_FILTER = 63  # DataProcessing.InputFilter's length limit (SageMaker API Reference, DataProcessing)
+
+
 def transform_request(spec: TransformSpec) -> dict[str, Any]:
     """CreateTransformJob's request (SageMaker API Reference, CreateTransformJob)."""
+    if len(spec.input_filter) > MAX_FILTER:
+        raise ValueError(f"InputFilter {spec.input_filter!r} is longer than SageMaker's {MAX_FILTER} characters")
     return {
         "TransformJobName": spec.job_name,
         "ModelName": spec.model_name,
@@ -61,7 +66,10 @@ def transform_request(spec: TransformSpec) -> dict[str, Any]:
         "DataCaptureConfig": {
             "DestinationS3Uri": spec.capture_uri,
             "KmsKeyId": spec.kms_key_arn,
-            "GenerateInferenceId": True,
+            # An inference id would append two columns (an id and the job's start) to every output
+            # line (SageMaker guide, "Capture data from batch transform job"); nothing joins batch
+            # labels by id here, and the answers' columns must stay the model's.
+            "GenerateInferenceId": False,
         },
         # The input's line, then the answer's columns: the reason column last (ml/inference.py).
         "DataProcessing": {"InputFilter": spec.input_filter, "JoinSource": "Input", "OutputFilter": "$"},

@@ -35,8 +35,7 @@ class BatchScheduleArgs:
     env: str
     model_name: pulumi.Input[str]
     model_version: int
-    input_uri: str  # an S3 prefix of headerless CSV files, the schema's features first
-    features: int  # how many: the transform job's InputFilter keeps the first this many columns
+    input_uri: str  # an S3 prefix of headerless CSV files holding the schema's features, in its order
     execution_role_arn: pulumi.Input[str]
     scheduler_role_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
@@ -118,12 +117,13 @@ def definition(args: BatchScheduleArgs) -> dict[str, Any]:
         kms_key_arn="",
         instance_type=args.instance_type,
         max_payload_mb=args.max_payload_mb,
-        input_filter=f"$[{','.join(str(i) for i in range(args.features))}]",
+        input_filter="$",  # the landed files hold the features alone (README, "Batch scoring")
         environment={REJECT_ROWS: "1"},
+        tags={"project": args.prefix, "environment": args.env},
         max_runtime_seconds=args.max_runtime_seconds,
     )
     request: dict[str, Any] = transform_request(spec)
-    del request["TransformJobName"], request["Tags"]  # the pipeline's own; tags come from its defaults
+    del request["TransformJobName"]  # SageMaker Pipelines names the job
     per_run = {"Get": "Execution.PipelineExecutionId"}  # one folder per run
     request["ModelName"] = args.model_name
     request["TransformOutput"]["S3OutputPath"] = {
@@ -142,7 +142,7 @@ def definition(args: BatchScheduleArgs) -> dict[str, Any]:
             }
         },
         "KmsKeyId": args.kms_key_arn,
-        "GenerateInferenceId": True,
+        "GenerateInferenceId": False,  # as make batch: the answers' columns stay the model's
     }
     return {
         "Version": "2020-12-01",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ml import lineage, names
 from ml.backends.base import ArtifactStore, DesiredState, Endpoint, JobRunner, ModelRegistry
@@ -14,11 +15,13 @@ from ml.backends.local_artifacts import LocalArtifactStore
 from ml.backends.local_endpoint import LocalEndpoint
 from ml.backends.local_jobs import LocalJobRunner
 from ml.backends.local_registry import LocalModelRegistry
-from ml.backends.sagemaker_batch import SageMakerBatchTransform
 from ml.backends.warm import ForkServer, WarmStarts, imports_of
 from ml.config import PROJECT_ROOT, Config
 from ml.errors import ConfigError
 from ml.stack_outputs import StackOutputs
+
+if TYPE_CHECKING:  # the AWS libraries are the aws group's: a local run never imports them
+    from ml.backends.sagemaker_batch import SageMakerBatchTransform
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ def aws_backends(config: Config) -> Backends:
     try:
         from ml.backends import aws_session
         from ml.backends.s3_artifacts import S3ArtifactStore
+        from ml.backends.sagemaker_batch import SageMakerBatchTransform
         from ml.backends.sagemaker_endpoint import SageMakerEndpoint
         from ml.backends.sagemaker_jobs import SageMakerJobRunner, sklearn_image_uri
         from ml.backends.sagemaker_registry import SageMakerModelRegistry

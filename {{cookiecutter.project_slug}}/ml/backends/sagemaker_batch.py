@@ -9,8 +9,11 @@ as fit in MaxPayloadInMB; the answers are assembled a line per input line and jo
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from ml.batch_request import TransformSpec, transform_request
 from ml.errors import JobFailedError
@@ -24,6 +27,13 @@ class SageMakerBatchTransform:
         self._sm = sagemaker_client
         self._poll = poll_seconds
 
+    def _stop(self, job_name: str) -> None:
+        """Stop the job; one that ended meanwhile refuses, and that refusal must not hide why we stopped."""
+        try:
+            self._sm.stop_transform_job(TransformJobName=job_name)
+        except ClientError as error:
+            print(f"warning: stopping transform job {job_name}: {error}", file=sys.stderr)
+
     def run(self, spec: TransformSpec) -> dict[str, Any]:
         """Start the job, wait for its end, and return its description; a job that did not complete raises."""
         self._sm.create_transform_job(**transform_request(spec))
@@ -34,13 +44,13 @@ class SageMakerBatchTransform:
                 if description["TransformJobStatus"] in TERMINAL:
                     break
                 if time.monotonic() > deadline:
-                    self._sm.stop_transform_job(TransformJobName=spec.job_name)
+                    self._stop(spec.job_name)
                     raise JobFailedError(
                         f"transform job {spec.job_name} ran past {spec.max_runtime_seconds} s and was stopped"
                     )
                 time.sleep(self._poll)
         except KeyboardInterrupt:
-            self._sm.stop_transform_job(TransformJobName=spec.job_name)  # a cancelled run leaves no job running
+            self._stop(spec.job_name)  # a cancelled run leaves no job running
             raise
         status = description["TransformJobStatus"]
         if status != "Completed":

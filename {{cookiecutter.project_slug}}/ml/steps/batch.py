@@ -261,6 +261,11 @@ def run_in_aws(ctx: Context, job: Job) -> dict[str, Any]:
             raise PipelineError(str(error)) from None
         assembler = Assembler(predictions, rejects, batch.join_source, batch.output_filter)
         assembler.header(header, prediction_columns(contract.task.value, list(contract.classes)))
+        # Uploaded as [line number, the other columns, the features in the schema's order], so an
+        # open range sends the features alone: InputFilter is at most 63 characters (a list of 30
+        # indices is not), and AWS documents no other way to leave columns out.
+        others = [i for i in range(len(header)) if i not in positions]
+        order = [*others, *positions]
         lines = 0
         for chunk in mini_batches(source, limit):
             kept = []
@@ -270,7 +275,7 @@ def run_in_aws(ctx: Context, job: Job) -> dict[str, Any]:
                 if reason:
                     assembler.refuse(number, values, reason)
                     continue
-                sent.write(csv_text([str(number), *values]))
+                sent.write(csv_text([str(number), *(values[i] for i in order)]))
                 kept.append(values)
             lines += len(kept)
             drift.add(kept, positions)
@@ -286,7 +291,7 @@ def run_in_aws(ctx: Context, job: Job) -> dict[str, Any]:
                 kms_key_arn=outputs.kms_key_arn,
                 instance_type=batch.instance_type,
                 max_payload_mb=batch.max_payload_mb,
-                input_filter=f"$[{','.join(str(p + 1) for p in positions)}]",
+                input_filter=f"$[{1 + len(others)}:]",
                 environment={REJECT_ROWS: "1"},
                 tags={"project": config.project.resource_prefix, "environment": config.env},
                 max_runtime_seconds=config.train.max_runtime_seconds,
@@ -295,9 +300,15 @@ def run_in_aws(ctx: Context, job: Job) -> dict[str, Any]:
                 backends.batch.run(spec)
             answers = backends.artifacts.get(f"{spec.output_uri}{upload.name}.out", job.directory / "answers.csv")
             width = len(header)
+            answered = len(prediction_columns(contract.task.value, list(contract.classes)))
             with answers.open(newline="", encoding="utf-8") as handle:
                 for row in csv.reader(handle):
-                    number, values, prediction, reason = int(row[0]), row[1 : 1 + width], row[1 + width : -1], row[-1]
+                    # JoinSource Input: the uploaded line, then the answer's columns and its reason.
+                    number, moved = int(row[0]), row[1 : 1 + width]
+                    values = [""] * width
+                    for column, value in zip(order, moved, strict=True):
+                        values[column] = value  # back in the header's order
+                    prediction, reason = row[1 + width : 1 + width + answered], row[1 + width + answered]
                     if reason:
                         assembler.refuse(number, values, reason)
                     else:

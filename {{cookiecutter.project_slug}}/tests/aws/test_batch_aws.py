@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ml.errors import JobFailedError
 from tests.aws.emulator import Outcome
 from tests.aws.steps import CONFIG, MODEL, run_steps, serve_in_stack
 from tests.aws_fixtures import Account
+from tests.botocore_limits import input_shape, limit_violations
 from tests.data_factory import example_frame, project_schema, write_csv
 
 pytestmark = pytest.mark.xdist_group("aws-batch")
@@ -57,9 +59,13 @@ def test_batch_in_aws_scores_with_the_stacks_model_and_writes_what_a_local_run_w
     assert request["TransformResources"]["VolumeKmsKeyId"] == kms
     assert request["DataCaptureConfig"]["KmsKeyId"] == kms
     assert (request["BatchStrategy"], request["MaxPayloadInMB"]) == ("MultiRecord", CONFIG.batch.max_payload_mb)
-    # The line number leads each uploaded line; the filter sends the features alone.
-    positions = [list(frame.columns).index(name) + 1 for name in SCHEMA.names]
-    assert request["DataProcessing"]["InputFilter"] == f"$[{','.join(map(str, positions))}]"
+    # Each uploaded line: its number, the other columns, then the features; an open range sends the
+    # features alone (a list of their indices is longer than InputFilter's 63 characters).
+    others = len(frame.columns) - len(SCHEMA.names)
+    assert request["DataProcessing"]["InputFilter"] == f"$[{1 + others}:]"
+    # No inference ids: they would append two columns to every answer line.
+    assert request["DataCaptureConfig"]["GenerateInferenceId"] is False
+    assert not limit_violations(request, input_shape("sagemaker", "CreateTransformJob"))
     summary = json.loads((tmp_path / "nightly.batch.json").read_text())
     assert (summary["version"], summary["transform_job"]) == (1, request["TransformJobName"])
     assert (summary["rows"], summary["scored"], summary["rejected"]) == (120, 119, 1)
@@ -120,7 +126,7 @@ def spec() -> TransformSpec:
         kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/k",
         instance_type="ml.m5.large",
         max_payload_mb=6,
-        input_filter="$[1,2,3]",
+        input_filter="$[2:]",
         environment={"MLOPS_REJECT_ROWS": "1"},
         tags={"project": "p"},
     )
@@ -147,7 +153,18 @@ def stubbed(*statuses: dict[str, Any]) -> tuple[SageMakerBatchTransform, Stubber
     return SageMakerBatchTransform(client, poll_seconds=0), stubber
 
 
+def test_a_filter_over_sagemakers_limit_is_refused_before_any_request() -> None:
+    too_long = f"$[{','.join(str(i) for i in range(1, 31))}]"  # 30 feature columns by index
+    assert limit_violations(
+        transform_request(replace(spec(), input_filter="$[1:]")) | {"DataProcessing": {"InputFilter": too_long}},
+        input_shape("sagemaker", "CreateTransformJob"),
+    )  # botocore's model says 63 characters at most
+    with pytest.raises(ValueError, match="longer than SageMaker's 63 characters"):
+        transform_request(replace(spec(), input_filter=too_long))
+
+
 def test_the_request_is_one_the_sagemaker_api_accepts_and_waits_for_completion() -> None:
+    assert not limit_violations(transform_request(spec()), input_shape("sagemaker", "CreateTransformJob"))
     runner, stubber = stubbed({"TransformJobStatus": "InProgress"}, {"TransformJobStatus": "Completed"})
     with stubber:
         assert runner.run(spec())["TransformJobStatus"] == "Completed"

@@ -16,8 +16,9 @@ from botocore.validate import ParamValidator
 from infra.components import batch_schedule
 from infra.mocks import StackRun, run_stack
 from infra.settings import StackConfigError
-from ml import names, schema
+from ml import names
 from ml.config import load_config
+from tests.botocore_limits import limit_violations
 from tests.infra.test_monitoring_job import MONITORED, allows, policy_of, resolved
 
 CONFIG = load_config()
@@ -56,6 +57,7 @@ def test_the_step_is_a_create_transform_job_request_botocore_accepts(nightly: St
     operation = get_session().get_service_model("sagemaker").operation_model("CreateTransformJob")
     report = ParamValidator().validate(transform_request(nightly), operation.input_shape)
     assert not report.has_errors(), report.generate_report()
+    assert not limit_violations(transform_request(nightly), operation.input_shape)  # lengths, ranges, enums
 
 
 def test_the_step_scores_with_the_stacks_model_the_way_make_batch_does(nightly: StackRun) -> None:
@@ -64,12 +66,10 @@ def test_the_step_scores_with_the_stacks_model_the_way_make_batch_does(nightly: 
     assert request["ModelName"] == model.inputs["name"] == nightly.outputs["model_name"]
     assert request["Environment"] == {"MLOPS_REJECT_ROWS": "1"}
     assert (request["BatchStrategy"], request["MaxPayloadInMB"]) == ("MultiRecord", CONFIG.batch.max_payload_mb)
-    features = len(schema.for_config(CONFIG).names)
-    assert request["DataProcessing"] == {
-        "InputFilter": f"$[{','.join(map(str, range(features)))}]",
-        "JoinSource": "Input",
-        "OutputFilter": "$",
-    }
+    # The landed files hold the features alone; no inference ids, which would append two columns.
+    assert request["DataProcessing"] == {"InputFilter": "$", "JoinSource": "Input", "OutputFilter": "$"}
+    assert request["DataCaptureConfig"]["GenerateInferenceId"] is False
+    assert {t["Key"]: t["Value"] for t in request["Tags"]} == {"project": PREFIX, "environment": "prod"}
     assert request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == NIGHTLY["batch_input"]
     # Beside the input, one folder per run: never inside it, where the next run would score the answers.
     assert request["TransformOutput"]["S3OutputPath"] == f"s3://{DATA}/incoming-predictions/exec-1"
@@ -139,9 +139,10 @@ def test_no_batch_pipeline_unless_scheduled_with_a_model(changes: dict[str, Any]
         ({"batch_input": None}, "batch_input is required with batch_schedule"),
         ({"batch_input": "s3://someone-elses-bucket/in/"}, "outside this environment's data bucket"),
         ({"batch_input": f"s3://{DATA}/incoming"}, "batch_input"),  # a prefix ends with /
+        ({"batch_input": f"s3://{DATA}/"}, "batch_input"),  # the root: its answers would go to another bucket
         ({"batch_schedule": "nightly"}, "batch_schedule"),
     ],
-    ids=["no-input", "other-bucket", "not-a-prefix", "bad-expression"],
+    ids=["no-input", "other-bucket", "not-a-prefix", "bucket-root", "bad-expression"],
 )
 def test_a_bad_batch_setting_is_refused_by_name(changes: dict[str, Any], problem: str) -> None:
     with pytest.raises(StackConfigError, match=problem):

@@ -24,6 +24,7 @@ from infra.mocks import StackRun, run_stack
 from infra.settings import REAL_TIME_ONLY, StackConfigError
 from ml import monitor_job, names
 from ml.config import load_config
+from tests.botocore_limits import limit_violations
 
 CONFIG = load_config()
 PROJECT = CONFIG.project
@@ -112,6 +113,7 @@ def test_the_step_is_a_create_processing_job_request_botocore_accepts(monitored:
     operation = get_session().get_service_model("sagemaker").operation_model("CreateProcessingJob")
     report = ParamValidator().validate(processing_request(monitored), operation.input_shape)
     assert not report.has_errors(), report.generate_report()
+    assert not limit_violations(processing_request(monitored), operation.input_shape)  # lengths, ranges, enums
 
 
 def test_the_job_runs_the_projects_monitor_in_the_image_the_model_serves_in(monitored: StackRun) -> None:
