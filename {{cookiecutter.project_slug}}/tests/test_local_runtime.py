@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import sqlite3
@@ -393,9 +394,15 @@ def test_a_fixed_port_survives_version_switches(trained: Path, tmp_path: Path) -
     import socket
 
     state = trained
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    # A free port outside the kernel's ephemeral range (Linux: 32768 to 60999): the other tests'
+    # endpoints take port 0, so none of them can be handed this one between the probe and the deploy.
+    for port in random.Random().sample(range(20000, 30000), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        break
     fixed = configured(tmp_path / "fixed", serve={"port": port})
     assert cli(state, "deploy", config=fixed).returncode == 0
     second = configured(tmp_path / "fixed2", serve={"port": port}, data={"seed": 11}, gate={"max_regression": 0.5})

@@ -388,6 +388,7 @@ def test_batch_refuses_bad_rows_and_writes_no_predictions_past_the_reject_share(
     champion: Champion, tmp_path: Path
 ) -> None:
     frame = good_frame(200)
+    frame = pd.concat([frame] * -(-200 // len(frame)), ignore_index=True).head(200)  # a small data set, repeated
     lines = write_csv(frame, tmp_path, "x.csv").read_text().splitlines()
     short = ",".join(lines[5].split(",")[:-1])  # one value too few: refused, whatever the schema
     few = tmp_path / "few.csv"  # 1 of 200 refused: within max_reject_share (1 %)
