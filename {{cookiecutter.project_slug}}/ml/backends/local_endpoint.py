@@ -68,8 +68,6 @@ class _Serving:
 
 
 class LocalEndpoint:
-    PATIENCE = 10.0  # seconds a live server may stay silent before status() calls it unhealthy
-
     def __init__(
         self,
         name: str,
@@ -172,9 +170,9 @@ class LocalEndpoint:
                 self.name, record.version, self._url(record.port), False, "its server is gone: run `make deploy`"
             )
         # A busy machine (a laptop compiling, CI running suites side by side) can keep a live server
-        # from answering for seconds (verify failed so after a deploy, twice in CI); one that stays
-        # silent for PATIENCE seconds is not healthy.
-        deadline = time.monotonic() + self.PATIENCE
+        # from answering for seconds (verify failed so after a deploy in CI); one that stays silent
+        # as long as a start may take ([serve].startup_timeout_seconds) is not healthy.
+        deadline = time.monotonic() + self._timeout
         healthy = self._ping(record.port)
         while not healthy and time.monotonic() < deadline and record.server.alive():
             time.sleep(0.5)

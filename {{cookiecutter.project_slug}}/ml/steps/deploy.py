@@ -63,6 +63,8 @@ def check_serving(ctx: Context, desired: int) -> DeployResult:
     status = endpoint.status()
     if status is None or not status.healthy or status.version != desired:
         serving = "nothing" if status is None else f"v{status.version}" + ("" if status.healthy else " (not healthy)")
+        if status is not None and status.detail:
+            serving += f": {status.detail};"
         raise PipelineError(
             f"endpoint {endpoint.name} serves {serving}, not v{desired} ({ctx.backends.desired_state.path.name}): "
             f"`pulumi up --stack {ctx.config.env}` has not applied it, or SageMaker rolled the update back "
