@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,7 +157,19 @@ class ReconciledEndpoint:
         """Nothing to warm: `pulumi up` starts the new variant."""
 
     def status(self) -> EndpointStatus | None:
-        return self._endpoint.status()
+        status = self._endpoint.status()
+        if status is not None and not status.healthy and status.detail.startswith("its server is gone"):
+            # A SageMaker endpoint keeps running after `pulumi up`. The local server standing in for
+            # it was found gone right after the process that started it exited, in 1 of 5 suites
+            # under CI load and never on an idle machine (cause not found yet: see the stop-22 note).
+            # The stand-in cloud starts it again at the version it serves, and says so.
+            print(
+                f"rehearsal cloud: {self.name}'s server was gone; started it again at v{status.version}",
+                file=sys.stderr,
+            )
+            self._endpoint.deploy(_registry(load_config(), _artifacts()).get(status.version))
+            status = self._endpoint.status()
+        return status
 
     def deploy(self, version: ModelVersion) -> EndpointStatus:
         status = self._endpoint.status()
