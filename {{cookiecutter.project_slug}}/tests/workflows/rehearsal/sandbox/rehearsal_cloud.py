@@ -52,7 +52,9 @@ def _jobs() -> Iterator[dict[str, Any]]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         jobs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
         yield jobs
-        path.write_text(json.dumps(jobs, indent=1))
+        # Whole or not at all: the rehearsal reads it without the lock (World.cloud_jobs), and once
+        # read it half-written (an empty file) under CI load.
+        atomic.write_text(path, json.dumps(jobs, indent=1))
 
 
 class BucketStore(LocalArtifactStore):
