@@ -20,6 +20,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.monitoring_job import pipeline_schedule
 from ml import names
 from ml.batch_request import REJECT_ROWS, TransformSpec, transform_request
 
@@ -71,21 +72,10 @@ class BatchSchedule(pulumi.ComponentResource):
             pipeline_definition=pulumi.Output.json_dumps(definition(args)),
             opts=child,
         )
-        self.schedule = aws.scheduler.Schedule(
-            f"{name}-batch-schedule",
-            name=f"{scoped}-batch",
-            description="Starts the batch pipeline",
-            schedule_expression=args.schedule,
-            flexible_time_window={"mode": "OFF"},
-            target={
-                "arn": self.pipeline.arn,
-                "role_arn": args.scheduler_role_arn,
-                "sagemaker_pipeline_parameters": {},
-                "dead_letter_config": {"arn": args.dead_letter_queue_arn},
-                "retry_policy": {"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
-            },
-            opts=child,
-        )
+        self.schedule = pipeline_schedule(
+            f"{name}-batch-schedule", f"{scoped}-batch", "Starts the batch pipeline", args.schedule,
+            self.pipeline.arn, args.scheduler_role_arn, args.dead_letter_queue_arn, child,
+        )  # fmt: skip
         self.alarm = aws.cloudwatch.MetricAlarm(
             f"{name}-batch-failed",
             name=names.alarm_name(args.prefix, args.env, "batch-failed"),

@@ -111,22 +111,10 @@ class MonitoringJob(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=code),
         )
-        self.schedule = aws.scheduler.Schedule(
-            f"{name}-schedule",
-            name=f"{scoped}-monitor",
-            description="Starts the monitoring pipeline",
-            schedule_expression=args.schedule,
-            flexible_time_window={"mode": "OFF"},
-            # The schedule carries no data, only the pipeline's name: AWS's own key encrypts it.
-            target={
-                "arn": self.pipeline.arn,
-                "role_arn": args.scheduler_role_arn,
-                "sagemaker_pipeline_parameters": {},
-                "dead_letter_config": {"arn": args.dead_letter_queue_arn},
-                "retry_policy": {"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
-            },
-            opts=child,
-        )
+        self.schedule = pipeline_schedule(
+            f"{name}-schedule", f"{scoped}-monitor", "Starts the monitoring pipeline", args.schedule,
+            self.pipeline.arn, args.scheduler_role_arn, args.dead_letter_queue_arn, child,
+        )  # fmt: skip
         # The job publishes a 0/1 flag per check (ml/monitor_job.py); an alarm per flag.
         namespace = names.metrics_namespace(args.prefix)
         self.alarm_names = []
@@ -156,6 +144,35 @@ class MonitoringJob(pulumi.ComponentResource):
             )
             self.alarm_names.append(alarm)
         self.register_outputs({"monitoring_pipeline": self.pipeline.pipeline_name, "alarm_names": self.alarm_names})
+
+
+def pipeline_schedule(
+    resource: str,
+    name: str,
+    description: str,
+    expression: str,
+    pipeline_arn: pulumi.Input[str],
+    role_arn: pulumi.Input[str],
+    dead_letter_queue_arn: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> aws.scheduler.Schedule:
+    """An EventBridge Scheduler schedule that starts a SageMaker pipeline: the monitor's, the nightly batch's."""
+    return aws.scheduler.Schedule(
+        resource,
+        name=name,
+        description=description,
+        schedule_expression=expression,
+        flexible_time_window={"mode": "OFF"},
+        # The schedule carries no data, only the pipeline's name: AWS's own key encrypts it.
+        target={
+            "arn": pipeline_arn,
+            "role_arn": role_arn,
+            "sagemaker_pipeline_parameters": {},
+            "dead_letter_config": {"arn": dead_letter_queue_arn},
+            "retry_policy": {"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
+        },
+        opts=opts,
+    )
 
 
 def definition(args: MonitoringJobArgs, code_uri: pulumi.Input[str]) -> dict[str, object]:
