@@ -13,25 +13,28 @@ import contextlib
 import hashlib
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
 
 _POLL = 0.02
+_LINUX = sys.platform.startswith("linux")
 
 
 @dataclass(frozen=True)
 class ProcessRecord:
     pid: int
-    started: float  # seconds since the epoch, as the system reports the process's creation
+    started: float  # when the process was created (start_stamp): the same in every process that reads it
     command: str  # a digest of the command line (the full one can be long)
 
     @classmethod
     def of(cls, pid: int) -> ProcessRecord:
         process = psutil.Process(pid)
-        return cls(pid, process.create_time(), command_digest(process.cmdline()))
+        return cls(pid, start_stamp(process), command_digest(process.cmdline()))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProcessRecord:
@@ -44,9 +47,7 @@ class ProcessRecord:
         """The recorded process is still running: same pid, same start time, same command line."""
         try:
             process = psutil.Process(self.pid)
-            same = (
-                abs(process.create_time() - self.started) < 0.05 and command_digest(process.cmdline()) == self.command
-            )
+            same = abs(start_stamp(process) - self.started) < 0.05 and command_digest(process.cmdline()) == self.command
             return same and process.status() != psutil.STATUS_ZOMBIE
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return False
@@ -78,6 +79,25 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def start_stamp(process: psutil.Process) -> float:
+    """When the process was created, as a number that does not move while it runs.
+
+    On Linux, seconds since boot, from /proc/<pid>/stat. Not psutil's create_time() there: that adds
+    the boot time /proc/stat gives, in whole seconds, and the kernel moves it when the clock is
+    adjusted (NTP), so a server read in one process could be a second older in the next, and be
+    taken for gone (its record no longer matched). Elsewhere the system records the creation time
+    itself, and psutil reports that.
+    """
+    if _LINUX:
+        try:
+            stat = (Path(psutil.PROCFS_PATH) / str(process.pid) / "stat").read_text()
+        except FileNotFoundError:
+            raise psutil.NoSuchProcess(process.pid) from None
+        fields = stat.rsplit(")", 1)[1].split()  # after the command, in (), which may hold spaces
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime, in clock ticks
+    return float(process.create_time())
+
+
 def command_digest(command: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256("\0".join(command).encode()).hexdigest()[:16]
 
@@ -85,9 +105,9 @@ def command_digest(command: list[str] | tuple[str, ...]) -> str:
 def tagged(tag: str) -> list[ProcessRecord]:
     """Running processes of this user whose command line carries `tag`."""
     found = []
-    for process in psutil.process_iter(["pid", "cmdline", "create_time", "uids"]):
+    for process in psutil.process_iter(["pid", "cmdline", "uids"]):
         with contextlib.suppress(psutil.Error, TypeError):
             command = process.info["cmdline"] or []
             if any(tag in part for part in command) and process.pid != os.getpid():
-                found.append(ProcessRecord(process.pid, process.info["create_time"], command_digest(command)))
+                found.append(ProcessRecord(process.pid, start_stamp(process), command_digest(command)))
     return found

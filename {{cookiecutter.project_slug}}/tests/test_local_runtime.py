@@ -11,6 +11,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -319,6 +320,32 @@ def test_status_says_when_nothing_is_desired_yet(state: Path) -> None:
 # ---- processes: recorded, matched, cleaned up ----
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the boot time that moves is Linux's /proc/stat btime")
+def test_a_recorded_server_is_still_itself_after_the_clock_moves_the_boot_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /proc/stat gives the boot time in whole seconds, and the kernel moves it when NTP adjusts the
+    # clock. A record made before it moved must still match the process after: psutil reads a
+    # procfs that is /proc with btime one second later. (A live server taken for gone: "its server
+    # is gone" in the rehearsal's prod verify in CI.)
+    process = subprocess.Popen(["sleep", "30"])
+    try:
+        record = ProcessRecord.of(process.pid)
+        booted = psutil.boot_time()
+        procfs = tmp_path / "proc"
+        procfs.mkdir()
+        stat = Path("/proc/stat").read_text()
+        (procfs / "stat").write_text(re.sub(r"^btime (\d+)$", lambda m: f"btime {int(m[1]) + 1}", stat, flags=re.M))
+        (procfs / str(process.pid)).symlink_to(f"/proc/{process.pid}")
+        monkeypatch.setattr(psutil, "PROCFS_PATH", str(procfs))
+        assert psutil.boot_time() == booted + 1  # psutil reads the moved boot time
+        assert record.alive(), "a running process was taken for gone when the boot time moved"
+        assert ProcessRecord.of(process.pid) == record
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_stop_never_signals_a_process_that_took_the_recorded_pid(state: Path) -> None:
     stranger = subprocess.Popen(["sleep", "30"])
     try:
@@ -335,6 +362,66 @@ def test_stop_never_signals_a_process_that_took_the_recorded_pid(state: Path) ->
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def _hand_over_and_die(tmp_path: Path, *, job: bool, die_with_parent: bool, mid_import: bool) -> tuple[int, Path]:
+    """A process starts an interpreter that imports for a second and a half, maybe gives it a job
+    (a script that writes a marker), and exits with no clean-up, as a killed deploy does: at once
+    (before the interpreter has even started), or once the interpreter is importing (mid_import)."""
+    importing = tmp_path / "importing"
+    (tmp_path / "slow_import.py").write_text(f"import time\nopen({str(importing)!r}, 'w')\ntime.sleep(1.5)\n")
+    marker = tmp_path / "ran"
+    (tmp_path / "job.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    hand_over = (
+        f"interpreter.run({str(tmp_path / 'job.py')!r}, [], cwd=Path({str(tmp_path)!r}), env=dict(os.environ), "
+        f"log=Path({str(tmp_path / 'job.log')!r}))\n"
+    )
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import os\nfrom pathlib import Path\nfrom ml.backends.warm import WarmInterpreter\n"
+        f"interpreter = WarmInterpreter(['slow_import'], die_with_parent={die_with_parent}, new_session=True,\n"
+        f"    env={{**os.environ, 'PYTHONPATH': {str(tmp_path)!r}}})\n"
+        f"{hand_over if job else ''}"
+        f"while {mid_import} and not os.path.exists({str(importing)!r}):\n    pass\n"
+        "print(interpreter.pid, flush=True)\nos._exit(0)\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    started = subprocess.run([sys.executable, str(driver)], env=environment, capture_output=True, text=True, check=True)
+    pid = int(started.stdout)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and psutil.pid_exists(pid) and not marker.exists():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        time.sleep(0.05)
+    return pid, marker
+
+
+def test_a_server_told_to_serve_survives_a_deploy_that_dies_while_it_still_imports(tmp_path: Path) -> None:
+    # The deploy writes the server's job and is killed (kill:during:deploy) before the server's
+    # imports are done: the server was told to serve, so it serves, and the next deploy or
+    # `make stop` finds it. It used to die with the deploy, when CI's load slowed its imports.
+    _pid, marker = _hand_over_and_die(tmp_path, job=True, die_with_parent=False, mid_import=True)
+    assert marker.exists(), "the interpreter died with the deploy that had handed it its job"
+
+
+def test_an_interpreter_with_no_job_dies_with_its_parent_while_it_imports(tmp_path: Path) -> None:
+    pid, marker = _hand_over_and_die(tmp_path, job=False, die_with_parent=False, mid_import=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and psutil.pid_exists(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        time.sleep(0.05)
+    alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    assert not alive and not marker.exists(), "an interpreter nobody gave a job outlived its parent"
+
+
+def test_a_job_that_must_die_with_its_parent_dies_even_if_the_parent_goes_before_it_starts(tmp_path: Path) -> None:
+    # It used to take os.getppid() as its parent when it started: if the parent had already died,
+    # that was init, and the job ran with nobody to answer to.
+    _pid, marker = _hand_over_and_die(tmp_path, job=True, die_with_parent=True, mid_import=False)
+    assert not marker.exists(), "a job that dies with its parent ran after its parent was gone"
 
 
 def test_an_interrupted_deploy_leaves_no_server_behind(state: Path) -> None:

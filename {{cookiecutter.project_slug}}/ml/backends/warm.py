@@ -41,18 +41,32 @@ from typing import Any
 _BOOT = r"""
 import json, os, runpy, sys, threading, time
 
-started = threading.Event()
+received = threading.Event()  # the job's line has arrived: the interpreter was told what to run
+lines = []
+
+def read_job():
+    # Read as soon as it is written, while the imports go on: a deploy that hands a server its job
+    # and then dies (killed, or exiting early) has still told it to serve.
+    lines.append(sys.stdin.readline())
+    received.set()
 
 def watch_parent(parent, during_job):
     # An interpreter dies with the process that started it (os.getppid changes when that dies):
-    # always while it waits, and during its job too unless the job must outlive it (a server).
-    while during_job or not started.is_set():
+    # always while it waits for a job, and during its job too unless the job must outlive it (a
+    # server), which was told to serve once its job was written, even if its imports are not done.
+    while during_job or not received.is_set():
         if os.getppid() != parent:
-            os._exit(137)
+            if not during_job:
+                reader.join(5)  # a dead parent's pipe is closed: its job is read at once, or never
+            if during_job or not lines or not lines[0].endswith("\n"):
+                os._exit(137)
+            return
         time.sleep(0.1)
 
 settings = json.loads(sys.argv[1])
-parent = os.getppid()
+parent = settings["parent"]  # not os.getppid() here: the parent may be gone before this line runs
+reader = threading.Thread(target=read_job, daemon=True)
+reader.start()
 threading.Thread(target=watch_parent, args=(parent, settings["die_with_parent"]), daemon=True).start()
 for name in settings["preload"]:
     try:
@@ -63,11 +77,11 @@ try:
     os.write(1, b"R")  # ready: the parent may start the next interpreter
 except OSError:
     pass  # nobody is waiting for it
-line = sys.stdin.readline()
-if not line:
-    sys.exit(0)  # never used: the parent closed our stdin
+reader.join()
+line = lines[0]
+if not line.endswith("\n"):
+    sys.exit(0)  # never used: the parent closed our stdin (or died while writing the job)
 job = json.loads(line)
-started.set()
 log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(null, 0)
@@ -139,7 +153,12 @@ class WarmInterpreter:
     ) -> None:
         self.preload = tuple(preload)
         # The tag sits in the command line, so the process can be found by what started it.
-        settings = {"preload": list(self.preload), "die_with_parent": die_with_parent, "tag": tag}
+        settings = {
+            "preload": list(self.preload),
+            "die_with_parent": die_with_parent,
+            "tag": tag,
+            "parent": os.getpid(),
+        }
         self.watched = False  # set when a WarmStarts watcher reads the ready byte
         self.process = subprocess.Popen(
             [sys.executable, "-c", _BOOT, json.dumps(settings)],
