@@ -380,7 +380,7 @@ def _hand_over_and_die(tmp_path: Path, *, job: bool, die_with_parent: bool, mid_
     driver.write_text(
         "import os\nfrom pathlib import Path\nfrom ml.backends.warm import WarmInterpreter\n"
         f"interpreter = WarmInterpreter(['slow_import'], die_with_parent={die_with_parent}, new_session=True,\n"
-        f"    env={{**os.environ, 'PYTHONPATH': {str(tmp_path)!r}}})\n"
+        f"    env=dict(os.environ, PYTHONPATH={str(tmp_path)!r}))\n"
         f"{hand_over if job else ''}"
         f"while {mid_import} and not os.path.exists({str(importing)!r}):\n    pass\n"
         "print(interpreter.pid, flush=True)\nos._exit(0)\n"
