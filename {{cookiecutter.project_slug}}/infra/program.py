@@ -247,6 +247,12 @@ def build(settings: StackSettings) -> dict[str, Any]:
                     schedule=settings.batch_schedule,
                     alert_topic_arn=monitoring.alert_topic.arn,
                     dead_letter_queue_arn=monitoring.dead_letter_queue.arn,
+                    image_uri=monitor_image(project.aws_region, ml_config.framework.sagemaker_image_version, provider),
+                    region=project.aws_region,
+                    baseline_statistics=settings.monitoring_baseline_statistics or "",
+                    baseline_constraints=settings.monitoring_baseline_constraints or "",
+                    model_created_at=settings.monitoring_model_created_at or "",
+                    job_arguments=ml_config.monitor.job_arguments(),
                 ),
                 pulumi.ResourceOptions(providers=[provider], depends_on=[endpoint]),
             )

@@ -220,6 +220,18 @@ class StackSettings(BaseModel):
                 f"batch_input {self.batch_input} is outside this environment's data bucket {bucket}, which is all "
                 f"the transform job may read: use s3://{bucket}/<prefix>/"
             )
+        missing = [
+            key
+            for key in ("monitoring_baseline_statistics", "monitoring_baseline_constraints")
+            if getattr(self, key) is None
+        ]
+        if self.model_version is not None and missing:
+            raise ValueError(
+                f"the nightly batch judges each batch's drift against the served model's baseline, and "
+                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing: `make promote` writes "
+                f"them with model_version; promote v{self.model_version} again (`make promote VERSION="
+                f"{self.model_version} TO={self.stack}`) rather than setting model_version by hand"
+            )
 
     def _registry_source(self) -> None:
         """Staging and prod find dev's registry key through dev's state (one account) or their stack file."""

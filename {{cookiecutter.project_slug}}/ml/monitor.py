@@ -273,6 +273,23 @@ def add_capture(window: Window, source: str, lines: Iterable[str], only_ids: str
                 window.predictions[inference_id] = _predictions(record["captureData"]["endpointOutput"])[0]
 
 
+def add_batch(window: Window, source: str, lines: Iterable[str]) -> None:
+    """Add a batch's input (CSV lines without a header: the baseline's features, in its order, as
+    the scheduled batch takes them) to the window. Each line counts as a request would; one with
+    another number of fields is unreadable, so a file in the wrong shape is reported, not judged."""
+    names = list(window.features)
+    for number, fields in enumerate(csv.reader(line for line in lines if line.strip()), start=1):
+        if len(fields) != len(names):
+            window.unreadable += 1
+            if len(window.unreadable_examples) < MAX_EXAMPLES:
+                window.unreadable_examples.append(
+                    f"{source}:{number}: {len(fields)} fields where the baseline has {len(names)} features"
+                )
+            continue
+        window.records += 1
+        add_rows(window, [dict(zip(names, fields, strict=True))])
+
+
 def add_rows(window: Window, rows: Iterable[dict[str, Any]]) -> None:
     """Count rows of features into the window: a request's instances, or a batch's rows."""
     names = list(window.features)

@@ -3,16 +3,17 @@ and, in AWS, by the monitoring schedule (infra/components/monitoring_job.py).
 
 It reads one window of an endpoint's data capture (and the ground-truth labels that arrived
 for it) straight from where the endpoint writes them, a local directory or an S3 prefix, a line
-at a time; checks it against the serving model's baseline and registered metrics (ml/monitor.py);
-and writes, under the processing-job layout of --root:
+at a time, or, with --batch-input, a batch's input files (the scheduled batch's drift step,
+infra/components/batch_schedule.py); checks it against the serving model's baseline and
+registered metrics (ml/monitor.py); and writes, under the processing-job layout of --root:
 
   input/statistics/statistics.json, input/constraints/constraints.json   the model's baseline
   input/evaluation/evaluation.json                                       its registered evaluation
   output/monitoring/constraint_violations.json, metrics.json, report.md, plots/*.svg
 
-With --namespace it also publishes metrics.json to CloudWatch: one drift score per feature,
-the drift flag, the unreadable share, the live metrics and the model's age, which the alarms
-watch. Only the container's libraries are imported (boto3 only for S3 and CloudWatch).
+With --namespace it also publishes metrics.json to CloudWatch, under the Endpoint (or Batch)
+dimension: one drift score per feature, the drift flag, the unreadable share, the live metrics
+and the model's age, which the alarms watch. Only the container's libraries are imported (boto3 only for S3 and CloudWatch).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ FILES = ("monitor_job.py", "monitor.py", "monitor_report.py")
 if __package__:
     from ml.monitor import (
         Settings,
+        add_batch,
         add_capture,
         add_ground_truth,
         category_text,
@@ -44,6 +46,7 @@ if __package__:
 else:  # in the container: the modules sit beside this script
     from monitor import (  # type: ignore[import-not-found, no-redef]
         Settings,
+        add_batch,
         add_capture,
         add_ground_truth,
         category_text,
@@ -59,8 +62,12 @@ else:  # in the container: the modules sit beside this script
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="/opt/ml/processing")
+    parser.add_argument("--capture", default="", help="the variant's capture root: a directory or s3://bucket/prefix/")
     parser.add_argument(
-        "--capture", required=True, help="the variant's capture root: a directory or s3://bucket/prefix/"
+        "--batch-input",
+        default="",
+        help="instead of --capture: a batch's input files, CSV lines of the baseline's features in its order "
+        "without a header, every file under a directory or s3://bucket/prefix/ (the scheduled batch's)",
     )
     parser.add_argument("--ground-truth", default="", help="the endpoint's ground-truth root, the same way")
     parser.add_argument("--window-hours", type=float, default=24.0)
@@ -76,26 +83,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-labels", type=int, default=Settings.min_labels)
     parser.add_argument("--max-model-age-days", type=int, default=Settings.max_model_age_days)
     parser.add_argument("--namespace", default="", help="publish the metrics to CloudWatch under this namespace")
-    parser.add_argument("--endpoint", default="")
+    parser.add_argument("--endpoint", default="", help="the metrics' Endpoint dimension")
+    parser.add_argument("--batch", default="", help="with --batch-input: the metrics' Batch dimension")
     parser.add_argument("--region", default="")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if bool(args.capture) == bool(args.batch_input):
+        parser.error("give one of --capture (an endpoint's traffic) and --batch-input (a batch's input files)")
+    if args.namespace and not (args.batch if args.batch_input else args.endpoint):
+        parser.error("--namespace publishes under a dimension: give --endpoint (with --capture) or --batch")
+    return args
 
 
 def sources(root: str, hour: str, region: str) -> Iterator[tuple[str, Iterator[str]]]:
     """(name, lines) of every JSON Lines file of one hour under a capture or ground-truth root."""
     if root.startswith("s3://"):
-        import boto3
-
-        bucket, _, prefix = root[5:].partition("/")
-        s3 = boto3.client("s3", **({"region_name": region} if region else {}))
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix.rstrip('/')}/{hour}/"):
-            for item in page.get("Contents", []):
-                body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"]
-                yield item["Key"], (line.decode("utf-8", errors="replace") for line in body.iter_lines())
+        yield from _s3_objects(f"{root.rstrip('/')}/{hour}/", region)
         return
     directory = Path(root) / hour
     for path in sorted(directory.glob("*.jsonl")) if directory.is_dir() else []:
         yield str(path.relative_to(root)), _lines(path)
+
+
+def batch_sources(root: str, region: str) -> Iterator[tuple[str, Iterator[str]]]:
+    """(name, lines) of every file under a batch's input: a directory, or an S3 prefix."""
+    if root.startswith("s3://"):
+        yield from _s3_objects(root if root.endswith("/") else f"{root}/", region)
+        return
+    directory = Path(root)
+    if not directory.is_dir():
+        raise SystemExit(f"--batch-input {root} is not a directory: give the folder (or S3 prefix) of the files")
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        yield str(path.relative_to(directory)), _lines(path)
+
+
+def _s3_objects(uri: str, region: str) -> Iterator[tuple[str, Iterator[str]]]:
+    import boto3
+
+    bucket, _, prefix = uri[5:].partition("/")
+    s3 = boto3.client("s3", **({"region_name": region} if region else {}))
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"]
+            yield item["Key"], (line.decode("utf-8", errors="replace") for line in body.iter_lines())
 
 
 def _lines(path: Path) -> Iterator[str]:
@@ -112,10 +141,11 @@ FLAGS = {
 }
 
 
-def publish(metrics: dict[str, Any], checks: set[str], namespace: str, endpoint: str, region: str) -> None:
+def publish(metrics: dict[str, Any], checks: set[str], namespace: str, dimension: tuple[str, str], region: str) -> None:
+    """The flags and figures the alarms read, under one dimension: ("Endpoint", name) or ("Batch", pipeline)."""
     import boto3
 
-    dimensions = [{"Name": "Endpoint", "Value": endpoint}]
+    dimensions = [{"Name": dimension[0], "Value": dimension[1]}]
     data: list[dict[str, Any]] = [
         {"MetricName": flag, "Dimensions": dimensions, "Value": float(check in checks)} for flag, check in FLAGS.items()
     ]
@@ -167,7 +197,10 @@ def monitor(args: argparse.Namespace) -> dict[str, Any]:
     end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
     start = end - timedelta(hours=args.window_hours)
     window = new_window(statistics, start, end)
-    for hour in hours(start, end):
+    if args.batch_input:
+        for name, lines in batch_sources(args.batch_input, args.region):
+            add_batch(window, name, lines)
+    for hour in hours(start, end) if args.capture else []:
         for name, lines in sources(args.capture, hour, args.region):
             add_capture(window, name, lines, args.only_ids)
     if args.ground_truth:
@@ -185,7 +218,8 @@ def monitor(args: argparse.Namespace) -> dict[str, Any]:
     write_report(output, result, statistics, settings, args.version)
     if args.namespace:
         checks = {v.constraint_check_type for v in result.violations}
-        publish(metrics, checks, args.namespace, args.endpoint, args.region)
+        dimension = ("Batch", args.batch) if args.batch_input else ("Endpoint", args.endpoint)
+        publish(metrics, checks, args.namespace, dimension, args.region)
     return metrics
 
 

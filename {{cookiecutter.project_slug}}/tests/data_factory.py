@@ -116,6 +116,18 @@ def schema_frame(contract: Schema, rows: int = 120, seed: int = 0, missing: floa
     return frame
 
 
+def drifted_frame(frame: pd.DataFrame, contract: Schema, shift: float) -> pd.DataFrame:
+    """Every feature moved: a number by `shift` standard deviations, a category onto its rarest value."""
+    moved = frame.copy()
+    for feature in contract.features:
+        if feature.kind.value == "numeric":
+            moved[feature.name] = frame[feature.name] + shift * float(frame[feature.name].std())
+        else:  # every row onto the rarest category: its share jumps
+            rarest = frame[feature.name].value_counts().reindex(list(feature.categories), fill_value=0).idxmin()
+            moved[feature.name] = frame[feature.name].where(frame[feature.name].isna(), rarest)
+    return moved
+
+
 def csv_line(row: dict[str, Any] | pd.Series[Any], features: list[str]) -> str:
     """One CSV request line in the schema's order: missing values empty, categories quoted when needed."""
     out = io.StringIO()

@@ -385,3 +385,75 @@ def test_a_change_in_the_mix_of_a_two_valued_number_is_drift() -> None:
     assert run(batches(case.live, features=["flag"]), case).drifted == []
     mixed = pd.DataFrame({"flag": [1.0] * 180 + [0.0] * 20})
     assert run(batches(mixed, features=["flag"]), case).drifted == ["flag"]
+
+
+# ---- a batch's input (the scheduled batch's drift step, infra/components/batch_schedule.py) ----
+
+
+def processing_root(tmp_path: Path, case: Case) -> Path:
+    root = tmp_path / "processing"
+    for name, document in (("statistics", case.statistics), ("constraints", case.constraints)):
+        (root / "input" / name).mkdir(parents=True)
+        (root / "input" / name / f"{name}.json").write_text(json.dumps(document))
+    return root
+
+
+def landed(folder: Path, case: Case, frame: pd.DataFrame) -> Path:
+    """The rows as files land in batch_input: CSV lines of the features alone, in the schema's order,
+    no header, in two files, one of them a folder down (SageMaker downloads the prefix whole)."""
+    lines = [csv_line(row, case.features) for _, row in frame.iterrows()]
+    (folder / "2026-12-01").mkdir(parents=True)
+    half = len(lines) // 2
+    (folder / "part-1.csv").write_text("\n".join(lines[:half]) + "\n")
+    (folder / "2026-12-01" / "part-2.csv").write_text("\n".join(lines[half:]) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_batchs_input_files_are_judged_as_traffic_is(case: Case, tmp_path: Path) -> None:
+    rows = ["--min-rows", str(case.settings.min_rows)]
+    clean = landed(tmp_path / "clean", case, case.live)
+    root = processing_root(tmp_path / "a", case)
+    assert job_main(["--root", str(root), "--batch-input", str(clean), *rows]) == 0
+    metrics = json.loads((root / "output" / "monitoring" / "metrics.json").read_text())
+    assert (metrics["rows"], metrics["requests"], metrics["drift"]) == (len(case.live), len(case.live), 0)
+    moved = landed(tmp_path / "moved", case, shifted(case, case.live, set(movable(case)[:1]), 3))
+    root = processing_root(tmp_path / "b", case)
+    assert job_main(["--root", str(root), "--batch-input", str(moved), *rows]) == 0
+    output = root / "output" / "monitoring"
+    assert json.loads((output / "metrics.json").read_text())["drift"] == 1
+    violations = json.loads((output / "constraint_violations.json").read_text())["violations"]
+    assert {v["feature_name"] for v in violations if v["constraint_check_type"] == "baseline_drift_check"} == set(
+        movable(case)[:1]
+    )
+
+
+def test_a_batch_line_of_another_shape_is_unreadable_and_named() -> None:
+    window = monitor.new_window(STATISTICS, NOW, NOW)
+    good = csv_line(LIVE.iloc[0], FEATURES)
+    monitor.add_batch(window, "incoming/a.csv", [good, "1,2\n", "\n", good])
+    assert (window.records, window.rows, window.unreadable) == (2, 2, 1)
+    assert window.unreadable_examples == [f"incoming/a.csv:2: 2 fields where the baseline has {len(FEATURES)} features"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ([], "give one of --capture"),
+        (["--capture", "c", "--batch-input", "b"], "give one of --capture"),
+        (["--batch-input", "b", "--namespace", "n", "--endpoint", "e"], "give --endpoint (with --capture) or --batch"),
+    ],
+    ids=["neither", "both", "batch-without-its-dimension"],
+)
+def test_the_job_refuses_an_ambiguous_source_by_name(
+    arguments: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        job_main(arguments)
+    assert stop.value.code == 2 and problem in capsys.readouterr().err
+
+
+def test_a_batch_input_that_is_not_a_folder_is_a_clear_error(tmp_path: Path) -> None:
+    root = processing_root(tmp_path, SYNTHETIC)
+    with pytest.raises(SystemExit, match="is not a directory: give the folder"):
+        job_main(["--root", str(root), "--batch-input", str(tmp_path / "nowhere")])

@@ -70,12 +70,36 @@ class MonitoringJobArgs:
     dead_letter_queue_arn: pulumi.Input[str]
 
 
-def code_prefix() -> str:
-    """The job's code, addressed by its content: a change uploads new files, never edits old ones."""
+def code_prefix(kind: str = "monitoring") -> str:
+    """The job's code, addressed by its content: a change uploads new files, never edits old ones.
+
+    Each pipeline that runs the job (the monitor's, the nightly batch's drift step) has its own
+    copy under code/<kind>/, so neither stack resource deletes a file the other still reads.
+    """
     digest = hashlib.sha256()
     for name in JOB_FILES:
         digest.update(name.encode() + b"\0" + (ML / name).read_bytes())
-    return f"code/monitoring/{digest.hexdigest()[:16]}"
+    return f"code/{kind}/{digest.hexdigest()[:16]}"
+
+
+def upload_code(
+    name: str, kind: str, bucket: pulumi.Input[str], kms_key_arn: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> tuple[list[aws.s3.BucketObjectv2], pulumi.Output[str]]:
+    """The job's files in the artifacts bucket, and the S3 prefix a processing input reads them from."""
+    prefix = code_prefix(kind)
+    objects = [
+        aws.s3.BucketObjectv2(
+            f"{name}-code-{file}",
+            bucket=bucket,
+            key=f"{prefix}/{file}",
+            source=pulumi.FileAsset(str(ML / file)),
+            server_side_encryption="aws:kms",
+            kms_key_id=kms_key_arn,
+            opts=opts,
+        )
+        for file in JOB_FILES
+    ]
+    return objects, pulumi.Output.concat("s3://", bucket, "/", prefix, "/")
 
 
 class MonitoringJob(pulumi.ComponentResource):
@@ -87,28 +111,14 @@ class MonitoringJob(pulumi.ComponentResource):
         super().__init__("mlops:monitoring:MonitoringJob", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         scoped = f"{args.prefix}-{args.env}"
-        prefix = code_prefix()
-        code = [
-            aws.s3.BucketObjectv2(
-                f"{name}-code-{file}",
-                bucket=args.artifacts_bucket,
-                key=f"{prefix}/{file}",
-                source=pulumi.FileAsset(str(ML / file)),
-                server_side_encryption="aws:kms",
-                kms_key_id=args.kms_key_arn,
-                opts=child,
-            )
-            for file in JOB_FILES
-        ]
+        code, code_uri = upload_code(name, "monitoring", args.artifacts_bucket, args.kms_key_arn, child)
         self.pipeline = aws.sagemaker.Pipeline(
             f"{name}-pipeline",
             pipeline_name=f"{scoped}-monitor",
             pipeline_display_name=f"{scoped}-monitor",
             pipeline_description=f"Monitors {args.env}'s endpoint: the window of traffic against model v{args.model_version}",
             role_arn=args.execution_role_arn,
-            pipeline_definition=pulumi.Output.json_dumps(
-                definition(args, pulumi.Output.concat("s3://", args.artifacts_bucket, "/", prefix, "/"))
-            ),
+            pipeline_definition=pulumi.Output.json_dumps(definition(args, code_uri)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=code),
         )
         self.schedule = pipeline_schedule(
@@ -175,15 +185,70 @@ def pipeline_schedule(
     )
 
 
+def s3_input(input_name: str, uri: pulumi.Input[str], local: str) -> dict[str, object]:
+    return {
+        "InputName": input_name,
+        "S3Input": {"S3Uri": uri, "LocalPath": f"{ROOT}/{local}", "S3DataType": "S3Prefix", "S3InputMode": "File"},
+    }
+
+
+def monitor_step(
+    step: str,
+    *,
+    image_uri: pulumi.Input[str],
+    execution_role_arn: pulumi.Input[str],
+    kms_key_arn: pulumi.Input[str],
+    code_uri: pulumi.Input[str],
+    arguments: list[pulumi.Input[str]],
+    inputs: list[dict[str, object]],
+    report_uri: pulumi.Input[str],
+) -> dict[str, object]:
+    """A pipeline step that runs ml/monitor_job.py as a processing job (CreateProcessingJob's request)."""
+    return {
+        "Name": step,
+        "Type": "Processing",
+        "Arguments": {
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                    "VolumeSizeInGB": 20,
+                    "VolumeKmsKeyId": kms_key_arn,
+                }
+            },
+            "AppSpecification": {
+                "ImageUri": image_uri,
+                "ContainerEntrypoint": ["python3", f"{ROOT}/input/code/monitor_job.py"],
+                "ContainerArguments": arguments,
+            },
+            "RoleArn": execution_role_arn,
+            "ProcessingInputs": [s3_input("code", code_uri, "input/code"), *inputs],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {
+                        "OutputName": "monitoring",
+                        "S3Output": {
+                            # One folder per run: the execution id names it.
+                            "S3Uri": {
+                                "Std:Join": {
+                                    "On": "/",
+                                    "Values": [report_uri, {"Get": "Execution.PipelineExecutionId"}],
+                                }
+                            },
+                            "LocalPath": f"{ROOT}/output/monitoring",
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                ],
+                "KmsKeyId": kms_key_arn,
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": 1800},
+        },
+    }
+
+
 def definition(args: MonitoringJobArgs, code_uri: pulumi.Input[str]) -> dict[str, object]:
     """The SageMaker Pipelines definition (schema 2020-12-01): one processing step, the monitor."""
-
-    def s3_input(input_name: str, uri: pulumi.Input[str], local: str) -> dict[str, object]:
-        return {
-            "InputName": input_name,
-            "S3Input": {"S3Uri": uri, "LocalPath": f"{ROOT}/{local}", "S3DataType": "S3Prefix", "S3InputMode": "File"},
-        }
-
     capture = pulumi.Output.concat("s3://", args.artifacts_bucket, "/data-capture/", args.endpoint_name, "/AllTraffic/")
     ground_truth = pulumi.Output.concat("s3://", args.artifacts_bucket, "/ground-truth/", args.endpoint_name, "/")
     arguments: list[pulumi.Input[str]] = [
@@ -196,61 +261,18 @@ def definition(args: MonitoringJobArgs, code_uri: pulumi.Input[str]) -> dict[str
         "--endpoint", args.endpoint_name,
         "--region", args.region,
     ]  # fmt: skip
-    return {
-        "Version": "2020-12-01",
-        "Metadata": {},
-        "Parameters": [],
-        "Steps": [
-            {
-                "Name": STEP,
-                "Type": "Processing",
-                "Arguments": {
-                    "ProcessingResources": {
-                        "ClusterConfig": {
-                            "InstanceCount": 1,
-                            "InstanceType": "ml.m5.large",
-                            "VolumeSizeInGB": 20,
-                            "VolumeKmsKeyId": args.kms_key_arn,
-                        }
-                    },
-                    "AppSpecification": {
-                        "ImageUri": args.image_uri,
-                        "ContainerEntrypoint": ["python3", f"{ROOT}/input/code/monitor_job.py"],
-                        "ContainerArguments": arguments,
-                    },
-                    "RoleArn": args.execution_role_arn,
-                    "ProcessingInputs": [
-                        s3_input("code", code_uri, "input/code"),
-                        s3_input("statistics", args.baseline_statistics, "input/statistics"),
-                        s3_input("constraints", args.baseline_constraints, "input/constraints"),
-                        s3_input("evaluation", args.evaluation, "input/evaluation"),
-                    ],
-                    "ProcessingOutputConfig": {
-                        "Outputs": [
-                            {
-                                "OutputName": "monitoring",
-                                "S3Output": {
-                                    # One folder per run: the execution id names it.
-                                    "S3Uri": {
-                                        "Std:Join": {
-                                            "On": "/",
-                                            "Values": [
-                                                pulumi.Output.concat(
-                                                    "s3://", args.artifacts_bucket, "/monitoring/", args.endpoint_name
-                                                ),
-                                                {"Get": "Execution.PipelineExecutionId"},
-                                            ],
-                                        }
-                                    },
-                                    "LocalPath": f"{ROOT}/output/monitoring",
-                                    "S3UploadMode": "EndOfJob",
-                                },
-                            }
-                        ],
-                        "KmsKeyId": args.kms_key_arn,
-                    },
-                    "StoppingCondition": {"MaxRuntimeInSeconds": 1800},
-                },
-            }
+    step = monitor_step(
+        STEP,
+        image_uri=args.image_uri,
+        execution_role_arn=args.execution_role_arn,
+        kms_key_arn=args.kms_key_arn,
+        code_uri=code_uri,
+        arguments=arguments,
+        inputs=[
+            s3_input("statistics", args.baseline_statistics, "input/statistics"),
+            s3_input("constraints", args.baseline_constraints, "input/constraints"),
+            s3_input("evaluation", args.evaluation, "input/evaluation"),
         ],
-    }
+        report_uri=pulumi.Output.concat("s3://", args.artifacts_bucket, "/monitoring/", args.endpoint_name),
+    )
+    return {"Version": "2020-12-01", "Metadata": {}, "Parameters": [], "Steps": [step]}

@@ -406,7 +406,7 @@ class Roles(pulumi.ComponentResource):
                 "Resource": arn.objects,
             },
             {
-                # The monitoring job's code, uploaded by `pulumi up` (content-addressed, tagged by default).
+                # The monitor's code, uploaded by `pulumi up` (content-addressed, tagged by default).
                 "Sid": "MonitoringCode",
                 "Effect": "Allow",
                 "Action": ["s3:DeleteObject", "s3:GetObjectTagging", "s3:PutObjectTagging"],
@@ -669,7 +669,11 @@ class _Arns:
         scoped = f"{args.prefix}-{args.env}"
         self.buckets = [args.data_bucket_arn, args.artifacts_bucket_arn]
         self.objects = [pulumi.Output.concat(bucket, "/*") for bucket in self.buckets]
-        self.monitoring_code = pulumi.Output.concat(args.artifacts_bucket_arn, "/code/monitoring/*")
+        # The monitor's code: the monitoring pipeline's copy, and the nightly batch's drift step's.
+        self.monitoring_code = [
+            pulumi.Output.concat(args.artifacts_bucket_arn, f"/code/{kind}/*")
+            for kind in ("monitoring", "batch-monitoring")
+        ]
         self.key = args.kms_key_arn
         # Keys named by alias (kms:ResourceAliases): the environment's, and its stack-secrets key.
         self.any_key = f"arn:aws:kms:{region}:{account}:key/*"

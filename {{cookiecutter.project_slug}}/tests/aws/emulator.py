@@ -212,8 +212,13 @@ class ContainerEmulator:
             for item in outputs:
                 Path(item["S3Output"]["LocalPath"].replace("/opt/ml/processing", str(root))).mkdir(parents=True)
             entry = request["AppSpecification"]["ContainerEntrypoint"][-1].replace("/opt/ml/processing", str(root))
-            arguments = [*request["AppSpecification"].get("ContainerArguments", []), "--root", str(root)]
-            if any(str(a).startswith("s3://") for a in arguments):
+            # The container's /opt/ml/processing is this folder, in the arguments too.
+            arguments = [
+                str(a).replace("/opt/ml/processing", str(root), 1) if str(a).startswith("/opt/ml/processing") else a
+                for a in [*request["AppSpecification"].get("ContainerArguments", []), "--root", str(root)]
+            ]
+            # A job that calls AWS (reads S3, publishes metrics) runs here, where moto answers.
+            if any(str(a).startswith("s3://") for a in arguments) or "--namespace" in arguments:
                 self._run_in_process(Path(entry), arguments)
             else:
                 self._run(Path(entry), arguments, {}, root / "job.log")

@@ -150,3 +150,22 @@ def _arns(action: str, params: dict[str, Any], region: str, account: str, label:
     if not aws_data.resource_arns(action, required_only=True):
         return ["*"]  # the resource is optional and the request names none: authorised on "*"
     raise LookupError(f"{label}: cannot name the resource of {action} from the request ({[t for t, _ in targets]})")
+
+
+def job_calls_judged(
+    recorder: Recorder, stack: Any, outputs: dict[str, str], region: str, account: str
+) -> tuple[set[str], list[str]]:
+    """The actions of the calls jobs made (as the execution role), and those of them the stack's
+    execution role policy would refuse. `outputs` are the moto account's: its KMS key stands in for
+    the stack's, which the policy names."""
+    from tests.infra.iam.evaluate import allowed, role
+
+    policy = stack.one("aws:iam/rolePolicy:RolePolicy", f"{stack.settings.stack}-sagemaker-execution-policy")
+    execution = role(stack.outputs["execution_role_arn"], policy.inputs["policy"])
+    moto_key, stack_key = outputs["kms_key_arn"], stack.outputs["kms_key_arn"]
+    keys: dict[str, tuple[str, list[str]]] = {outputs[b]: (stack_key, []) for b in ("data_bucket", "artifacts_bucket")}
+    judged = [n for c in recorder.calls if c.as_job for n in needs_of(c, region, account, keys)]
+    refused = [
+        n for n in judged if not allowed(execution, n.action, n.resource.replace(moto_key, stack_key), n.context)
+    ]
+    return {n.action for n in judged}, sorted({f"{n.call}: {n.action} on {n.resource}" for n in refused})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import boto3
 import yaml
 
+from infra.mocks import StackRun
 from ml.__main__ import main
 from ml.config import load_config
 from tests.aws_fixtures import Account
@@ -33,8 +35,23 @@ def packages(aws: Account) -> list[dict[str, Any]]:
 
 
 def desired_version(aws: Account) -> str:
+    return str(stack_values(aws)["model_version"])
+
+
+def stack_values(aws: Account) -> dict[str, Any]:
+    """The dev stack's settings as `make promote` left them in Pulumi.dev.yaml (the project's keys)."""
     config = yaml.safe_load((aws.stack_dir / "Pulumi.dev.yaml").read_text())["config"]
-    return str(config[f"{CONFIG.project.resource_prefix}:model_version"])
+    prefix = f"{CONFIG.project.resource_prefix}:"
+    return {key.removeprefix(prefix): value for key, value in config.items() if key.startswith(prefix)}
+
+
+def upload_stack_code(aws: Account, run: StackRun) -> None:
+    """What `pulumi up` uploads: the jobs' code, to the keys the pipelines read."""
+    s3 = aws.client("s3")
+    for code in run.of_type("aws:s3/bucketObjectv2:BucketObjectv2"):
+        s3.put_object(
+            Bucket=code.inputs["bucket"], Key=code.inputs["key"], Body=Path(code.inputs["source"].path).read_bytes()
+        )
 
 
 def serve_in_stack(aws: Account, version: int) -> None:

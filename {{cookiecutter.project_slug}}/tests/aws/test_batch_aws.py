@@ -1,8 +1,10 @@
-"""`make batch` in AWS: a SageMaker Batch Transform job on the model the stack serves.
+"""`make batch` in AWS: a SageMaker Batch Transform job on the model the stack serves; and the
+nightly batch's drift step.
 
 moto plays the account and validates each request against botocore's model of the SageMaker API;
-tests/aws/emulator.py plays the transform job with the model's own handlers. botocore's Stubber
-checks the job's request field by field, and a failed job with its reason.
+tests/aws/emulator.py plays the transform job with the model's own handlers, and the drift step's
+processing job from the code Pulumi uploads. botocore's Stubber checks the job's request field by
+field, and a failed job with its reason.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +20,19 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from infra.components.batch_schedule import DRIFT_STEP, SIGNALS, pipeline_name
+from infra.mocks import StackRun, run_stack
+from ml import names
 from ml.__main__ import main
 from ml.backends.sagemaker_batch import SageMakerBatchTransform, TransformSpec, transform_request
 from ml.errors import JobFailedError
 from tests.aws.emulator import Outcome
-from tests.aws.steps import CONFIG, MODEL, run_steps, serve_in_stack
+from tests.aws.iam_calls import Recorder, job_calls_judged
+from tests.aws.steps import CONFIG, MODEL, run_steps, serve_in_stack, stack_values, upload_stack_code
 from tests.aws_fixtures import Account
 from tests.botocore_limits import input_shape, limit_violations
-from tests.data_factory import example_frame, project_schema, write_csv
+from tests.data_factory import csv_line, drifted_frame, example_frame, project_schema, write_csv
+from tests.infra.test_monitoring_job import resolved
 
 pytestmark = pytest.mark.xdist_group("aws-batch")
 SCHEMA = project_schema()
@@ -177,3 +185,88 @@ def test_a_failed_job_raises_with_its_failure_reason() -> None:
     )
     with stubber, pytest.raises(JobFailedError, match="Failed: AlgorithmError: model_fn could not load the model"):
         runner.run(spec())
+
+
+# ---- the nightly batch's drift step (infra/components/batch_schedule.py) ----
+
+PIPELINE = pipeline_name(CONFIG.project.resource_prefix, "dev")
+NAMESPACE = names.metrics_namespace(CONFIG.project.resource_prefix)
+
+
+@pytest.fixture(scope="module")
+def recorder(served: Account) -> Recorder:
+    calls = Recorder()
+    calls.install(served.session, served.emulator)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def nightly(served: Account, recorder: Recorder) -> StackRun:
+    """The dev stack as the promotion left it, with the nightly batch on over incoming/."""
+    values = {**stack_values(served), "batch_schedule": "cron(0 2 * * ? *)",
+              "batch_input": f"s3://{served.outputs['data_bucket']}/incoming/"}  # fmt: skip
+    run = run_stack("dev", values)
+    upload_stack_code(served, run)
+    return run
+
+
+def drift_run(aws: Account, stack: StackRun, rows: list[str], execution_id: str) -> dict[str, Any]:
+    """Land one night's file, run the drift step as the pipeline would, and read its metrics and flags."""
+    s3 = aws.client("s3")
+    data = aws.outputs["data_bucket"]
+    for item in s3.list_objects_v2(Bucket=data, Prefix="incoming/").get("Contents", []):
+        s3.delete_object(Bucket=data, Key=item["Key"])  # scored files are moved away (README)
+    s3.put_object(Bucket=data, Key="incoming/night.csv", Body=("\n".join(rows) + "\n").encode())
+    [pipeline] = [p for p in stack.of_type("aws:sagemaker/pipeline:Pipeline") if p.inputs["pipelineName"] == PIPELINE]
+    steps = {step["Name"]: step for step in json.loads(pipeline.inputs["pipelineDefinition"])["Steps"]}
+    request = resolved(steps[DRIFT_STEP]["Arguments"], execution_id)
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    aws.client("sagemaker").create_processing_job(ProcessingJobName=f"pipelines-{execution_id}-drift", **request)
+    key = f"batch-monitoring/{PIPELINE}/{execution_id}/metrics.json"
+    metrics = json.loads(s3.get_object(Bucket=aws.outputs["artifacts_bucket"], Key=key)["Body"].read())
+    cloudwatch = aws.client("cloudwatch")
+    flags = {}
+    listed = cloudwatch.list_metrics(Namespace=NAMESPACE, Dimensions=[{"Name": "Batch", "Value": PIPELINE}])
+    for metric in (m for m in listed["Metrics"] if len(m["Dimensions"]) == 1):
+        data = cloudwatch.get_metric_statistics(
+            Namespace=NAMESPACE, MetricName=metric["MetricName"], Dimensions=metric["Dimensions"],
+            StartTime=started, EndTime=datetime.now(UTC) + timedelta(minutes=1), Period=60, Statistics=["Maximum"],
+        )["Datapoints"]  # fmt: skip
+        flags[metric["MetricName"]] = max(d["Maximum"] for d in data)  # this run's: it started after `started`
+    return {"metrics": metrics, "flags": flags}
+
+
+def test_the_nightly_drift_step_judges_the_landed_files_and_publishes_what_its_alarms_read(
+    served: Account, nightly: StackRun
+) -> None:
+    frame = example_frame()
+    clean = drift_run(served, nightly, [csv_line(row, SCHEMA.names) for _, row in frame.iterrows()], "night-1")
+    assert (clean["metrics"]["rows"], clean["metrics"]["drift"]) == (len(frame), 0)
+    assert clean["flags"]["Drift"] == clean["flags"]["UnreadableTraffic"] == 0.0
+    moved = drifted_frame(frame, SCHEMA, 3.0)
+    rows = [csv_line(row, SCHEMA.names) for _, row in moved.iterrows()]
+    drifted = drift_run(served, nightly, rows, "night-2")
+    assert drifted["metrics"]["drift"] == 1 and drifted["flags"]["Drift"] == 1.0
+    # Each of the batch's alarms reads a flag the step published, under the dimension it publishes.
+    alarms = {a.inputs["metricName"]: a.inputs for a in nightly.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if a.inputs.get("dimensions") == {"Batch": PIPELINE}}  # fmt: skip
+    assert set(alarms) == {metric for _, metric, _ in SIGNALS} <= set(drifted["flags"])
+    assert all(alarm["namespace"] == NAMESPACE for alarm in alarms.values())
+
+
+def test_a_nightly_file_in_the_wrong_shape_is_reported_unreadable(served: Account, nightly: StackRun) -> None:
+    rows = [csv_line(row, SCHEMA.names) for _, row in example_frame().iterrows()]
+    run = drift_run(served, nightly, [",".join(row.split(",")[:-1]) for row in rows], "night-3")  # a column short
+    assert run["flags"]["UnreadableTraffic"] == 1.0 and run["metrics"]["rows"] == 0
+
+
+def test_the_drift_step_calls_only_what_the_execution_role_allows(
+    served: Account, nightly: StackRun, recorder: Recorder
+) -> None:
+    rows = [csv_line(row, SCHEMA.names) for _, row in example_frame().iterrows()]
+    recorder.calls.clear()
+    drift_run(served, nightly, rows, "night-4")
+    project = CONFIG.project
+    actions, refused = job_calls_judged(recorder, nightly, served.outputs, project.aws_region, project.aws_account_id)
+    assert "cloudwatch:PutMetricData" in actions
+    assert not refused, "\n".join(refused)

@@ -18,7 +18,6 @@ from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-import yaml
 
 from infra.components.monitoring_job import SIGNALS
 from infra.mocks import StackRun, run_stack
@@ -27,11 +26,10 @@ from ml.__main__ import changed_label
 from ml.backends.sagemaker_endpoint import SageMakerEndpoint
 from ml.serving import BackgroundCapture, ContainerApp, DataCapture, unpack
 from ml.steps.monitor import ground_truth_records
-from tests.aws.iam_calls import Recorder, needs_of
-from tests.aws.steps import CONFIG, packages, run_steps
+from tests.aws.iam_calls import Recorder, job_calls_judged
+from tests.aws.steps import CONFIG, packages, run_steps, stack_values, upload_stack_code
 from tests.aws_fixtures import Account
-from tests.data_factory import csv_line, example_frame, project_schema, schema_label_text
-from tests.infra.iam.evaluate import allowed, role
+from tests.data_factory import csv_line, drifted_frame, example_frame, project_schema, schema_label_text
 
 SCHEMA = project_schema()
 
@@ -57,18 +55,12 @@ def promoted(aws_module: Account, recorder: Recorder) -> Account:
 @pytest.fixture(scope="module")
 def stack(promoted: Account) -> StackRun:
     """The dev stack as the promotion left it, with a real-time endpoint that captures."""
-    config = yaml.safe_load((promoted.stack_dir / "Pulumi.dev.yaml").read_text())["config"]
-    values = {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith(f"{PREFIX}:")}
+    values = stack_values(promoted)
     assert values["monitoring_evaluation"].startswith("s3://"), "make promote did not write the model's evaluation"
     overrides = {"endpoint_type": "real-time", "instance_count": 1, "data_capture_percent": 100,
                  "github_dispatch_token": "token"}  # fmt: skip
     run = run_stack("dev", {**values, **overrides})
-    # What `pulumi up` uploads: the job's code, to the keys the pipeline reads.
-    s3 = promoted.client("s3")
-    for code in run.of_type("aws:s3/bucketObjectv2:BucketObjectv2"):
-        s3.put_object(
-            Bucket=code.inputs["bucket"], Key=code.inputs["key"], Body=Path(code.inputs["source"].path).read_bytes()
-        )
+    upload_stack_code(promoted, run)
     return run
 
 
@@ -113,15 +105,7 @@ def traffic(aws: Account, tmp_path: Path, shift: float, wrong_labels: float, run
     """Serve the example rows (shifted by `shift` standard deviations), upload capture and labels."""
     app = model(aws, tmp_path)
     frame = example_frame()
-    moved = frame.copy()
-    for feature in SCHEMA.features:
-        if not shift:
-            break
-        if feature.kind.value == "numeric":
-            moved[feature.name] = frame[feature.name] + shift * float(frame[feature.name].std())
-        else:  # every row onto the rarest category: its share jumps
-            rarest = frame[feature.name].value_counts().reindex(list(feature.categories), fill_value=0).idxmin()
-            moved[feature.name] = frame[feature.name].where(frame[feature.name].isna(), rarest)
+    moved = drifted_frame(frame, SCHEMA, shift) if shift else frame
     truths = [{SCHEMA.label: schema_label_text(v)} for v in frame[SCHEMA.label]]
     labels = []
     for number, (_, row) in enumerate(moved.iterrows()):
@@ -237,23 +221,10 @@ def test_the_job_calls_only_what_the_execution_role_allows(
     drifted: Run, promoted: Account, stack: StackRun, recorder: Recorder
 ) -> None:
     """The monitoring job reads S3 and publishes metrics as the execution role the pipeline runs it as."""
-    policy = stack.one("aws:iam/rolePolicy:RolePolicy", "dev-sagemaker-execution-policy").inputs["policy"]
-    execution = role(stack.outputs["execution_role_arn"], policy)
-    moto_key, stack_key = promoted.outputs["kms_key_arn"], stack.outputs["kms_key_arn"]
-    keys: dict[str, tuple[str, list[str]]] = {
-        promoted.outputs[b]: (stack_key, []) for b in ("data_bucket", "artifacts_bucket")
-    }
-    judged = [
-        n
-        for c in recorder.calls
-        if c.as_job
-        for n in needs_of(c, CONFIG.project.aws_region, CONFIG.project.aws_account_id, keys)
-    ]
-    assert {"cloudwatch:PutMetricData", "s3:GetObject", "s3:ListBucket"} <= {n.action for n in judged}
-    refused = [
-        n for n in judged if not allowed(execution, n.action, n.resource.replace(moto_key, stack_key), n.context)
-    ]
-    assert not refused, "\n".join(sorted({f"{n.call}: {n.action} on {n.resource}" for n in refused}))
+    project = CONFIG.project
+    actions, refused = job_calls_judged(recorder, stack, promoted.outputs, project.aws_region, project.aws_account_id)
+    assert {"cloudwatch:PutMetricData", "s3:GetObject", "s3:ListBucket"} <= actions
+    assert not refused, "\n".join(refused)
 
 
 def test_each_run_reports_into_its_own_folder(healthy: Run, drifted: Run) -> None:
