@@ -32,9 +32,18 @@ class ProcessRecord:
     command: str  # a digest of the command line (the full one can be long)
 
     @classmethod
-    def of(cls, pid: int) -> ProcessRecord:
+    def of(cls, pid: int, timeout: float = 5.0) -> ProcessRecord:
+        """The process as it runs now. One just started may not show its command line yet: Linux
+        closes the starter's exec pipe (so subprocess.Popen returns) before it sets the new
+        program's arguments, and a record of that empty command line would never match the
+        process again (its server "gone" from the start). So an empty one is read again."""
         process = psutil.Process(pid)
-        return cls(pid, start_stamp(process), command_digest(process.cmdline()))
+        command = process.cmdline()
+        deadline = time.monotonic() + timeout
+        while not command and time.monotonic() < deadline:
+            time.sleep(_POLL)
+            command = process.cmdline()
+        return cls(pid, start_stamp(process), command_digest(command))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProcessRecord:
