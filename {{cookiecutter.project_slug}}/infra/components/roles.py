@@ -278,15 +278,18 @@ class Roles(pulumi.ComponentResource):
                 "Resource": arn.pipeline_jobs,
             },
             {
-                # The scheduled batch's pipeline (infra/components/batch_schedule.py) runs its transform job.
+                # The scheduled batch's pipeline (infra/components/batch_schedule.py) runs its transform job:
+                # on the model the stack serves, with the environment's key on its volume and answers.
                 "Sid": "RunTheBatchPipeline",
                 "Effect": "Allow",
-                "Action": [
-                    "sagemaker:CreateTransformJob",
-                    "sagemaker:DescribeTransformJob",
-                    "sagemaker:StopTransformJob",
-                    "sagemaker:AddTags",
-                ],
+                "Action": "sagemaker:CreateTransformJob",
+                "Resource": arn.pipeline_transform_jobs,
+                "Condition": arn.transform_condition,
+            },
+            {
+                "Sid": "WatchTheBatchPipelinesJob",  # these requests carry no key or model to condition on
+                "Effect": "Allow",
+                "Action": ["sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob", "sagemaker:AddTags"],
                 "Resource": arn.pipeline_transform_jobs,
             },
             {
@@ -582,15 +585,19 @@ class Roles(pulumi.ComponentResource):
             },
             {
                 # `make batch` in every environment: a Batch Transform job on the model the stack serves
-                # (ml/backends/sagemaker_batch.py), named <prefix>-<env>-batch-<stamp> by ml/names.py.
+                # (ml/backends/sagemaker_batch.py), named <prefix>-<env>-batch-<stamp> by ml/names.py,
+                # with the environment's key on its volume and answers (the Service Authorization
+                # Reference's condition keys for CreateTransformJob).
                 "Sid": "BatchTransform",
                 "Effect": "Allow",
-                "Action": [
-                    "sagemaker:CreateTransformJob",
-                    "sagemaker:DescribeTransformJob",
-                    "sagemaker:StopTransformJob",
-                    "sagemaker:AddTags",
-                ],
+                "Action": "sagemaker:CreateTransformJob",
+                "Resource": f"{sagemaker}:transform-job/{scoped}-batch-*",
+                "Condition": arn.transform_condition,
+            },
+            {
+                "Sid": "WatchBatchTransform",  # these requests carry no key or model to condition on
+                "Effect": "Allow",
+                "Action": ["sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob", "sagemaker:AddTags"],
                 "Resource": f"{sagemaker}:transform-job/{scoped}-batch-*",
             },
         ]
@@ -697,6 +704,16 @@ class _Arns:
         # SageMaker Pipelines name the jobs they start "pipelines-<execution>-<step>-<hash>".
         self.pipeline_jobs = f"arn:aws:sagemaker:{region}:{account}:processing-job/pipelines-*"
         self.pipeline_transform_jobs = f"arn:aws:sagemaker:{region}:{account}:transform-job/pipelines-*"
+        # Pulumi names the stack's model after its endpoint (infra/components/endpoint.py), plus a suffix.
+        served_models = (
+            f"arn:aws:sagemaker:{region}:{account}:model/{names.endpoint_name(args.prefix, args.env)}-model-*"
+        )
+        # A transform job runs on the stack's model, with the environment's key on its volume and output;
+        # a request without a key lacks the condition's key, and is refused.
+        self.transform_condition = {
+            "ArnEquals": {"sagemaker:VolumeKmsKey": args.kms_key_arn, "sagemaker:OutputKmsKey": args.kms_key_arn},
+            "ArnLike": {"sagemaker:ModelArn": served_models},
+        }
         self.batch_pipeline = f"arn:aws:sagemaker:{region}:{account}:pipeline/{scoped}-batch"
         self.batch_schedule = f"arn:aws:scheduler:{region}:{account}:schedule/default/{scoped}-batch"
         self.retrain_destination = f"arn:aws:events:{region}:{account}:api-destination/{scoped}-retrain-dispatch/*"

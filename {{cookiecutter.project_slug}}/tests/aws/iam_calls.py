@@ -107,6 +107,14 @@ def needs_of(call: Call, region: str, account: str, keys: dict[str, tuple[str, l
         context["s3:prefix"] = call.params["Prefix"]
     if action == "cloudwatch:PutMetricData":
         context["cloudwatch:namespace"] = call.params["Namespace"]
+    if action == "sagemaker:CreateTransformJob":
+        # The condition keys its request carries (Service Authorization Reference), where it names them.
+        present = {
+            "sagemaker:VolumeKmsKey": call.params.get("TransformResources", {}).get("VolumeKmsKeyId"),
+            "sagemaker:OutputKmsKey": call.params.get("TransformOutput", {}).get("KmsKeyId"),
+            "sagemaker:ModelArn": f"arn:aws:sagemaker:{region}:{account}:model/{call.params['ModelName']}",
+        }
+        context.update({key: value for key, value in present.items() if value})
     found = [Need(action, arn, context, label) for arn in _arns(action, call.params, region, account, label)]
     role = call.params.get("RoleArn")
     if role and call.operation.startswith("Create"):
@@ -165,7 +173,11 @@ def job_calls_judged(
     moto_key, stack_key = outputs["kms_key_arn"], stack.outputs["kms_key_arn"]
     keys: dict[str, tuple[str, list[str]]] = {outputs[b]: (stack_key, []) for b in ("data_bucket", "artifacts_bucket")}
     judged = [n for c in recorder.calls if c.as_job for n in needs_of(c, region, account, keys)]
-    refused = [
-        n for n in judged if not allowed(execution, n.action, n.resource.replace(moto_key, stack_key), n.context)
-    ]
+    refused = [n for n in judged if not allowed(execution, *as_stack(n, moto_key, stack_key))]
     return {n.action for n in judged}, sorted({f"{n.call}: {n.action} on {n.resource}" for n in refused})
+
+
+def as_stack(need: Need, moto_key: str, stack_key: str) -> tuple[str, str, dict[str, Any]]:
+    """(action, resource, context) with moto's KMS key named as the stack's: the same key, two names."""
+    context = {k: v.replace(moto_key, stack_key) if isinstance(v, str) else v for k, v in need.context.items()}
+    return need.action, need.resource.replace(moto_key, stack_key), context

@@ -17,7 +17,7 @@ import tests.infra.iam  # noqa: F401  (principalmapper's import shim)
 from infra.mocks import StackRun, run_stack
 from ml import names
 from ml.__main__ import main
-from tests.aws.iam_calls import REFUSAL_HANDLED, Call, Need, Recorder, needs_of
+from tests.aws.iam_calls import REFUSAL_HANDLED, Call, Need, Recorder, as_stack, needs_of
 from tests.aws.steps import CONFIG, run_steps, serve_in_stack
 from tests.aws_fixtures import Account
 from tests.data_factory import example_frame, write_csv
@@ -56,15 +56,13 @@ def judged(aws: Account, calls: list[Call], stack: StackRun) -> tuple[list[Need]
     everything, refused = [], []
     for call in calls:
         for need in needs_of(call, REGION, ACCOUNT, keys):
-            resource = need.resource.replace(moto_key, stack_key)
+            _, resource, context = as_stack(need, moto_key, stack_key)
             principal = execution if call.as_job else deploy
             everything.append(need)
             if need.action in REFUSAL_HANDLED:
                 continue
-            if not allowed(principal, need.action, resource, need.context):
-                refused.append(
-                    Need(need.action, resource, need.context, f"{'job' if call.as_job else 'CI'}: {need.call}")
-                )
+            if not allowed(principal, need.action, resource, context):
+                refused.append(Need(need.action, resource, context, f"{'job' if call.as_job else 'CI'}: {need.call}"))
     return everything, refused
 
 
@@ -116,3 +114,24 @@ def test_a_policy_without_one_action_fails_naming_the_call(
     assert {(n.action, n.call.split("(")[0]) for n in refused} == {
         ("sagemaker:CreateModelPackage", "CI: sagemaker.CreateModelPackage")
     }
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda r: r["TransformResources"].pop("VolumeKmsKeyId"), "no key on its volume"),
+        (lambda r: r["TransformOutput"].update(KmsKeyId=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/other"), "another key"),
+        (lambda r: r.update(ModelName="someone-elses-model"), "another model"),
+    ],
+    ids=["no-volume-key", "other-output-key", "other-model"],
+)
+def test_the_deploy_role_refuses_a_transform_job_off_the_stacks_model_or_key(
+    recorded: tuple[Account, list[Call]], dev_stack: StackRun, change: Any, why: str
+) -> None:
+    aws, calls = recorded
+    [batch] = [c for c in calls if c.operation == "CreateTransformJob"]
+    assert not judged(aws, [batch], dev_stack)[1], "make batch's own request is allowed"
+    request = json.loads(json.dumps(batch.params))
+    change(request)
+    _, refused = judged(aws, [Call(batch.service, batch.operation, request, False)], dev_stack)
+    assert [n.action for n in refused] == ["sagemaker:CreateTransformJob"], why

@@ -9,6 +9,7 @@ drift step against moto.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -180,6 +181,32 @@ def test_the_execution_role_may_run_the_pipelines_transform_job(nightly: StackRu
     for bucket in (DATA, nightly.outputs["artifacts_bucket"]):  # reads the input, writes answers and capture
         for action in ("s3:GetObject", "s3:PutObject"):
             assert allows(statements, action, f"arn:aws:s3:::{bucket}/incoming/x.csv"), (action, bucket)
+
+
+def test_the_execution_role_runs_a_transform_only_on_the_stacks_model_with_its_key(nightly: StackRun) -> None:
+    # IAM's own rules (principalmapper's evaluator) over the request's condition keys, as the
+    # Service Authorization Reference lists them for CreateTransformJob.
+    import tests.infra.iam  # noqa: F401  (principalmapper's import shim)
+    from tests.aws.iam_calls import Call, needs_of
+    from tests.infra.iam.evaluate import allowed, role
+
+    policy = nightly.one("aws:iam/rolePolicy:RolePolicy", "prod-sagemaker-execution-policy").inputs["policy"]
+    execution = role(nightly.outputs["execution_role_arn"], policy)
+
+    def refused(request: dict[str, Any]) -> list[str]:
+        needs = needs_of(Call("sagemaker", "CreateTransformJob", request, True), REGION, PROJECT.account("prod"), {})
+        return [n.action for n in needs if not allowed(execution, n.action, n.resource, n.context)]
+
+    assert refused(transform_request(nightly)) == []
+    changes: list[tuple[str, Callable[[dict[str, Any]], object]]] = [
+        ("TransformResources", lambda r: r["TransformResources"].pop("VolumeKmsKeyId")),
+        ("TransformOutput", lambda r: r["TransformOutput"].update(KmsKeyId="arn:aws:kms:eu-west-1:1:key/other")),
+        ("ModelName", lambda r: r.update(ModelName="another-model")),
+    ]
+    for field, change in changes:
+        request = json.loads(json.dumps(transform_request(nightly)))
+        change(request)
+        assert refused(request) == ["sagemaker:CreateTransformJob"], field
 
 
 def test_a_failed_run_raises_an_alarm_to_the_alert_topic(nightly: StackRun) -> None:
