@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ from ml.backends.local_endpoint import LocalEndpoint
 from ml.config import PROJECT_ROOT, load_config
 from ml.errors import EndpointError
 from ml.lock import environment_lock
-from ml.processes import ProcessRecord, tagged
+from ml.processes import ProcessRecord, command_digest, tagged
 from tests.conftest import lenient_gate, weak_training, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local-runtime")]
@@ -341,6 +342,36 @@ def test_a_recorded_server_is_still_itself_after_the_clock_moves_the_boot_time(
         assert psutil.boot_time() == booted + 1  # psutil reads the moved boot time
         assert record.alive(), "a running process was taken for gone when the boot time moved"
         assert ProcessRecord.of(process.pid) == record
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the window is Linux's execve: the exec pipe closes first")
+def test_a_process_recorded_before_its_command_line_shows_is_recorded_by_its_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Popen returns when execve closes the exec pipe, before the kernel sets the new program's
+    # arguments: /proc/<pid>/cmdline reads empty for that moment (seen in the bench under load).
+    # psutil reads a procfs whose cmdline is empty at first and filled a moment later.
+    process = subprocess.Popen(["sleep", "30"])
+    try:
+        procfs = tmp_path / "proc"
+        (procfs / str(process.pid)).mkdir(parents=True)
+        (procfs / "stat").symlink_to("/proc/stat")
+        (procfs / str(process.pid) / "stat").symlink_to(f"/proc/{process.pid}/stat")
+        (procfs / str(process.pid) / "status").symlink_to(f"/proc/{process.pid}/status")
+        cmdline = procfs / str(process.pid) / "cmdline"
+        cmdline.write_bytes(b"")
+        monkeypatch.setattr(psutil, "PROCFS_PATH", str(procfs))
+        later = threading.Timer(0.3, lambda: cmdline.write_bytes(Path(f"/proc/{process.pid}/cmdline").read_bytes()))
+        later.start()
+        try:
+            record = ProcessRecord.of(process.pid)
+        finally:
+            later.join()
+        assert record.command == command_digest(["sleep", "30"]), "the record holds the empty command line"
+        assert record.alive()
     finally:
         process.kill()
         process.wait()
