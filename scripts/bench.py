@@ -278,11 +278,11 @@ def main() -> None:
         with console.status("load: 2,000 requests from 16 clients"):
             burst = load(endpoint_port(baked), body, requests=2000, clients=16)
         # A second version to switch to, registered by a run with another split.
-        second = baked.path / ".mlops" / "bench-second.toml"
+        # Beside mlops.toml: its relative paths ([data].source, [data].schema) name the same files.
+        second = baked.path / "bench-second.toml"
         second.write_text(
             baked.read("mlops.toml")
             .replace("seed = 42", "seed = 7")
-            .replace('source = "data/breast_cancer.csv"', f'source = "{baked.path / "data" / "breast_cancer.csv"}"')
             .replace("max_regression = 0.0", "max_regression = 0.5")
         )
         switch_env = {**env, "MLOPS_CONFIG": str(second), "MLOPS_HOME": str(baked.path / ".mlops")}

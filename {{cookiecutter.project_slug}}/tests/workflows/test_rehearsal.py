@@ -12,6 +12,7 @@ Each test names the finding of issue 12 it guards; each failed on the code befor
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from ml.config import PROJECT_ROOT
 from tests.workflows.rehearsal.runner import Cancel
 from tests.workflows.rehearsal.sandbox import rehearsal_cloud
 from tests.workflows.rehearsal.tools import WorkflowTools
-from tests.workflows.rehearsal.world import World
+from tests.workflows.rehearsal.world import World, project_files
 
 pytestmark = pytest.mark.xdist_group("rehearsal")
 
@@ -354,3 +355,20 @@ def test_the_rehearsal_reads_the_readme_set_up() -> None:
         "DEPLOY_ROLE_ARN"
     }
     assert guide.environments["production"].reviewers and guide.environments["production"].branches == ("main",)
+
+
+def test_the_first_push_takes_the_project_even_inside_a_repository_that_ignores_it(tmp_path: Path) -> None:
+    # `make bench` bakes its project under the template's build/, which the template's repository
+    # ignores: the rehearsal's first push took no file at all, and every case after it failed.
+    outer = tmp_path / "monorepo"
+    project = outer / "build" / "project"
+    (project / "ml").mkdir(parents=True)
+    (outer / ".gitignore").write_text("build/\n")
+    (project / ".gitignore").write_text("*.log\n")
+    for name in ("mlops.toml", "ml/train.py", "run.log"):
+        (project / name).write_text("")
+    expected = [".gitignore", "ml/train.py", "mlops.toml"]
+    subprocess.run(["git", "init", "--quiet", str(outer)], check=True)
+    assert project_files(project, tmp_path / "scratch.git") == expected
+    subprocess.run(["git", "init", "--quiet", str(project)], check=True)  # its own repository, as baked
+    assert project_files(project, tmp_path / "unused.git") == expected

@@ -37,6 +37,28 @@ FIRST_ROWS = 420  # of the example's 569 rows: the rest arrive later, a part at 
 EXAMPLE_ROWS = 569  # the counts the tests ask for are of this data set; another one's are scaled to its size
 
 
+def project_files(root: Path, scratch: Path) -> list[str]:
+    """The files the README's first push sends: what `git add .` takes in the project.
+
+    The project's own repository says so. A project inside another repository (a monorepo, or a
+    folder that repository ignores) is listed against an empty repository of its own at
+    `scratch`, by the project's own ignore rules, as its first push from its own clone would be.
+    """
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
+    own = top.returncode == 0 and Path(top.stdout.strip()).resolve() == root.resolve()
+    if not own:
+        subprocess.run(["git", "init", "--quiet", "--bare", str(scratch)], check=True, capture_output=True)
+    where = [] if own else [f"--git-dir={scratch}", f"--work-tree={root}"]
+    listed = subprocess.run(
+        ["git", *where, "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    return sorted(path for path in listed if (root / path).is_file())
+
+
 class World:
     def __init__(
         self,
@@ -232,14 +254,7 @@ class World:
     # ---- people ----
 
     def tracked_files(self) -> list[str]:
-        listed = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-        return sorted(path for path in listed if (PROJECT_ROOT / path).is_file())
+        return project_files(PROJECT_ROOT, self.root / "listing.git")
 
     def data_prefix(self) -> Path:
         """Where new training data lands, outside git: [data].source names it (a prefix of CSV parts)."""
