@@ -13,7 +13,8 @@ registered metrics (ml/monitor.py); and writes, under the processing-job layout 
 
 With --namespace it also publishes metrics.json to CloudWatch, under the Endpoint (or Batch)
 dimension: one drift score per feature, the drift flag, the unreadable share, the live metrics
-and the model's age, which the alarms watch. Only the container's libraries are imported (boto3 only for S3 and CloudWatch).
+and the model's age, which the alarms watch. Only the container's libraries are imported (boto3
+only for S3 and CloudWatch).
 """
 
 from __future__ import annotations

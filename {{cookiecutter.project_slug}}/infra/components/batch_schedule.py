@@ -28,7 +28,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.monitoring_job import ROOT, monitor_step, pipeline_schedule, s3_input, upload_code
+from infra.components.monitoring_job import ROOT, judging, monitor_step, pipeline_schedule, s3_input, upload_code
 from ml import names
 from ml.batch_request import REJECT_ROWS, TransformSpec, transform_request
 
@@ -202,26 +202,17 @@ def definition(args: BatchScheduleArgs, code_uri: pulumi.Input[str]) -> dict[str
 def drift_step(args: BatchScheduleArgs, code_uri: pulumi.Input[str]) -> dict[str, object]:
     """The monitor over the batch's input files, as SageMaker downloads them for the processing job."""
     pipeline = pipeline_name(args.prefix, args.env)
-    arguments: list[pulumi.Input[str]] = [
-        "--batch-input", f"{ROOT}/input/batch",
-        "--version", str(args.model_version),
-        "--model-created-at", args.model_created_at,
-        *args.job_arguments,
-        "--namespace", names.metrics_namespace(args.prefix),
-        "--batch", pipeline,
-        "--region", args.region,
-    ]  # fmt: skip
+    arguments, inputs = judging(
+        args.prefix, args.region, args.model_version, args.model_created_at, args.job_arguments,
+        args.baseline_statistics, args.baseline_constraints,
+    )  # fmt: skip
     return monitor_step(
         DRIFT_STEP,
         image_uri=args.image_uri,
         execution_role_arn=args.execution_role_arn,
         kms_key_arn=args.kms_key_arn,
         code_uri=code_uri,
-        arguments=arguments,
-        inputs=[
-            s3_input("statistics", args.baseline_statistics, "input/statistics"),
-            s3_input("constraints", args.baseline_constraints, "input/constraints"),
-            s3_input("batch", args.input_uri, "input/batch"),
-        ],
+        arguments=["--batch-input", f"{ROOT}/input/batch", "--batch", pipeline, *arguments],
+        inputs=[*inputs, s3_input("batch", args.input_uri, "input/batch")],
         report_uri=pulumi.Output.concat("s3://", args.artifacts_bucket, "/batch-monitoring/", pipeline),
     )

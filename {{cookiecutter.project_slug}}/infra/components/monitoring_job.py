@@ -247,32 +247,47 @@ def monitor_step(
     }
 
 
+def judging(
+    prefix: str,
+    region: str,
+    model_version: int,
+    model_created_at: str,
+    job_arguments: list[str],
+    baseline_statistics: str,
+    baseline_constraints: str,
+) -> tuple[list[pulumi.Input[str]], list[dict[str, object]]]:
+    """What every run of the monitor is judged by, whatever it reads: the served model's version,
+    age and baseline, mlops.toml's [monitor] thresholds, and where it publishes (arguments, inputs)."""
+    arguments: list[pulumi.Input[str]] = [
+        "--version", str(model_version),
+        "--model-created-at", model_created_at,
+        *job_arguments,
+        "--namespace", names.metrics_namespace(prefix),
+        "--region", region,
+    ]  # fmt: skip
+    inputs = [
+        s3_input("statistics", baseline_statistics, "input/statistics"),
+        s3_input("constraints", baseline_constraints, "input/constraints"),
+    ]
+    return arguments, inputs
+
+
 def definition(args: MonitoringJobArgs, code_uri: pulumi.Input[str]) -> dict[str, object]:
     """The SageMaker Pipelines definition (schema 2020-12-01): one processing step, the monitor."""
     capture = pulumi.Output.concat("s3://", args.artifacts_bucket, "/data-capture/", args.endpoint_name, "/AllTraffic/")
     ground_truth = pulumi.Output.concat("s3://", args.artifacts_bucket, "/ground-truth/", args.endpoint_name, "/")
-    arguments: list[pulumi.Input[str]] = [
-        "--capture", capture,
-        "--ground-truth", ground_truth,
-        "--version", str(args.model_version),
-        "--model-created-at", args.model_created_at,
-        *args.job_arguments,
-        "--namespace", names.metrics_namespace(args.prefix),
-        "--endpoint", args.endpoint_name,
-        "--region", args.region,
-    ]  # fmt: skip
+    arguments, inputs = judging(
+        args.prefix, args.region, args.model_version, args.model_created_at, args.job_arguments,
+        args.baseline_statistics, args.baseline_constraints,
+    )  # fmt: skip
     step = monitor_step(
         STEP,
         image_uri=args.image_uri,
         execution_role_arn=args.execution_role_arn,
         kms_key_arn=args.kms_key_arn,
         code_uri=code_uri,
-        arguments=arguments,
-        inputs=[
-            s3_input("statistics", args.baseline_statistics, "input/statistics"),
-            s3_input("constraints", args.baseline_constraints, "input/constraints"),
-            s3_input("evaluation", args.evaluation, "input/evaluation"),
-        ],
+        arguments=["--capture", capture, "--ground-truth", ground_truth, "--endpoint", args.endpoint_name, *arguments],
+        inputs=[*inputs, s3_input("evaluation", args.evaluation, "input/evaluation")],
         report_uri=pulumi.Output.concat("s3://", args.artifacts_bucket, "/monitoring/", args.endpoint_name),
     )
     return {"Version": "2020-12-01", "Metadata": {}, "Parameters": [], "Steps": [step]}
