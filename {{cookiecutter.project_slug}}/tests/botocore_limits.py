@@ -11,6 +11,15 @@ from typing import Any
 
 from botocore.model import Shape
 from botocore.session import get_session
+from botocore.validate import ParamValidator
+
+
+def refusals(service: str, operation: str, request: dict[str, Any]) -> list[str]:
+    """What botocore's model of the API refuses in a request: ParamValidator's report (types,
+    required members, minimum lengths), then every other limit it declares (limit_violations)."""
+    shape = input_shape(service, operation)
+    report = ParamValidator().validate(request, shape)
+    return ([report.generate_report()] if report.has_errors() else []) + limit_violations(request, shape)
 
 
 def input_shape(service: str, operation: str) -> Shape:

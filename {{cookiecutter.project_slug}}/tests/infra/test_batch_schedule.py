@@ -13,15 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore.session import get_session
-from botocore.validate import ParamValidator
 
 from infra.components import batch_schedule, monitoring_job
 from infra.mocks import StackRun, run_stack
 from infra.settings import StackConfigError
 from ml import monitor_job, names
 from ml.config import load_config
-from tests.botocore_limits import limit_violations
+from tests.botocore_limits import refusals
 from tests.infra.test_monitoring_job import MONITORED, allows, policy_of, resolved
 
 CONFIG = load_config()
@@ -65,10 +63,7 @@ def transform_request(run: StackRun) -> dict[str, Any]:
 def test_the_step_is_a_create_transform_job_request_botocore_accepts(nightly: StackRun) -> None:
     step = step_of(nightly)
     assert (step["Name"], step["Type"]) == (batch_schedule.STEP, "Transform")
-    operation = get_session().get_service_model("sagemaker").operation_model("CreateTransformJob")
-    report = ParamValidator().validate(transform_request(nightly), operation.input_shape)
-    assert not report.has_errors(), report.generate_report()
-    assert not limit_violations(transform_request(nightly), operation.input_shape)  # lengths, ranges, enums
+    assert not refusals("sagemaker", "CreateTransformJob", transform_request(nightly))  # types, lengths, enums
 
 
 def test_the_step_scores_with_the_stacks_model_the_way_make_batch_does(nightly: StackRun) -> None:
@@ -96,10 +91,7 @@ def test_the_drift_step_is_a_create_processing_job_request_botocore_accepts(nigh
     step = steps_of(nightly)[batch_schedule.DRIFT_STEP]
     # Side by side with the transform: a failed scoring still gets its input's drift judged.
     assert step["Type"] == "Processing" and "DependsOn" not in step
-    operation = get_session().get_service_model("sagemaker").operation_model("CreateProcessingJob")
-    report = ParamValidator().validate(drift_request(nightly), operation.input_shape)
-    assert not report.has_errors(), report.generate_report()
-    assert not limit_violations(drift_request(nightly), operation.input_shape)  # lengths, ranges, enums
+    assert not refusals("sagemaker", "CreateProcessingJob", drift_request(nightly))  # types, lengths, enums
 
 
 def test_the_drift_step_runs_the_monitor_over_the_batch_input_against_the_served_baseline(nightly: StackRun) -> None:

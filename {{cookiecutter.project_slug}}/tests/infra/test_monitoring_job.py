@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.session import get_session
-from botocore.validate import ParamValidator
 
 from infra.components import monitoring_job
 from infra.mocks import StackRun, run_stack
 from infra.settings import REAL_TIME_ONLY, StackConfigError
 from ml import monitor_job, names
 from ml.config import load_config
-from tests.botocore_limits import limit_violations
+from tests.botocore_limits import refusals
 
 CONFIG = load_config()
 PROJECT = CONFIG.project
@@ -110,10 +108,7 @@ def allows(statements: list[dict[str, Any]], action: str, resource: str) -> bool
 def test_the_step_is_a_create_processing_job_request_botocore_accepts(monitored: StackRun) -> None:
     step = step_of(monitored)
     assert step["Type"] == "Processing"
-    operation = get_session().get_service_model("sagemaker").operation_model("CreateProcessingJob")
-    report = ParamValidator().validate(processing_request(monitored), operation.input_shape)
-    assert not report.has_errors(), report.generate_report()
-    assert not limit_violations(processing_request(monitored), operation.input_shape)  # lengths, ranges, enums
+    assert not refusals("sagemaker", "CreateProcessingJob", processing_request(monitored))  # types, lengths, enums
 
 
 def test_the_job_runs_the_projects_monitor_in_the_image_the_model_serves_in(monitored: StackRun) -> None:
