@@ -321,60 +321,64 @@ def test_status_says_when_nothing_is_desired_yet(state: Path) -> None:
 # ---- processes: recorded, matched, cleaned up ----
 
 
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(["sleep", "30"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def procfs_seen_by_psutil(tmp_path: Path, pid: int, monkeypatch: pytest.MonkeyPatch, btime_shift: int = 0) -> Path:
+    """From now on psutil reads this procfs (its PROCFS_PATH): /proc's stat with btime moved by
+    `btime_shift` seconds, and the process's own stat, status and cmdline, linked. Returns the
+    process's folder, whose files a test may replace."""
+    procfs = tmp_path / "proc"
+    folder = procfs / str(pid)
+    folder.mkdir(parents=True)
+    stat = Path("/proc/stat").read_text()
+    moved = re.sub(r"^btime (\d+)$", lambda m: f"btime {int(m[1]) + btime_shift}", stat, flags=re.M)
+    (procfs / "stat").write_text(moved)
+    for name in ("stat", "status", "cmdline"):
+        (folder / name).symlink_to(f"/proc/{pid}/{name}")
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(procfs))
+    return folder
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the boot time that moves is Linux's /proc/stat btime")
 def test_a_recorded_server_is_still_itself_after_the_clock_moves_the_boot_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeper: subprocess.Popen[bytes]
 ) -> None:
     # /proc/stat gives the boot time in whole seconds, and the kernel moves it when NTP adjusts the
     # clock. A record made before it moved must still match the process after: psutil reads a
     # procfs that is /proc with btime one second later. (A live server taken for gone: "its server
     # is gone" in the rehearsal's prod verify in CI.)
-    process = subprocess.Popen(["sleep", "30"])
-    try:
-        record = ProcessRecord.of(process.pid)
-        booted = psutil.boot_time()
-        procfs = tmp_path / "proc"
-        procfs.mkdir()
-        stat = Path("/proc/stat").read_text()
-        (procfs / "stat").write_text(re.sub(r"^btime (\d+)$", lambda m: f"btime {int(m[1]) + 1}", stat, flags=re.M))
-        (procfs / str(process.pid)).symlink_to(f"/proc/{process.pid}")
-        monkeypatch.setattr(psutil, "PROCFS_PATH", str(procfs))
-        assert psutil.boot_time() == booted + 1  # psutil reads the moved boot time
-        assert record.alive(), "a running process was taken for gone when the boot time moved"
-        assert ProcessRecord.of(process.pid) == record
-    finally:
-        process.kill()
-        process.wait()
+    record = ProcessRecord.of(sleeper.pid)
+    booted = psutil.boot_time()
+    procfs_seen_by_psutil(tmp_path, sleeper.pid, monkeypatch, btime_shift=1)
+    assert psutil.boot_time() == booted + 1  # psutil reads the moved boot time
+    assert record.alive(), "a running process was taken for gone when the boot time moved"
+    assert ProcessRecord.of(sleeper.pid) == record
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the window is Linux's execve: the exec pipe closes first")
 def test_a_process_recorded_before_its_command_line_shows_is_recorded_by_its_command(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeper: subprocess.Popen[bytes]
 ) -> None:
     # Popen returns when execve closes the exec pipe, before the kernel sets the new program's
     # arguments: /proc/<pid>/cmdline reads empty for that moment (seen in the bench under load).
     # psutil reads a procfs whose cmdline is empty at first and filled a moment later.
-    process = subprocess.Popen(["sleep", "30"])
+    cmdline = procfs_seen_by_psutil(tmp_path, sleeper.pid, monkeypatch) / "cmdline"
+    cmdline.unlink()
+    cmdline.write_bytes(b"")
+    later = threading.Timer(0.3, lambda: cmdline.write_bytes(Path(f"/proc/{sleeper.pid}/cmdline").read_bytes()))
+    later.start()
     try:
-        procfs = tmp_path / "proc"
-        (procfs / str(process.pid)).mkdir(parents=True)
-        (procfs / "stat").symlink_to("/proc/stat")
-        (procfs / str(process.pid) / "stat").symlink_to(f"/proc/{process.pid}/stat")
-        (procfs / str(process.pid) / "status").symlink_to(f"/proc/{process.pid}/status")
-        cmdline = procfs / str(process.pid) / "cmdline"
-        cmdline.write_bytes(b"")
-        monkeypatch.setattr(psutil, "PROCFS_PATH", str(procfs))
-        later = threading.Timer(0.3, lambda: cmdline.write_bytes(Path(f"/proc/{process.pid}/cmdline").read_bytes()))
-        later.start()
-        try:
-            record = ProcessRecord.of(process.pid)
-        finally:
-            later.join()
-        assert record.command == command_digest(["sleep", "30"]), "the record holds the empty command line"
-        assert record.alive()
+        record = ProcessRecord.of(sleeper.pid)
     finally:
-        process.kill()
-        process.wait()
+        later.join()
+    assert record.command == command_digest(["sleep", "30"]), "the record holds the empty command line"
+    assert record.alive()
 
 
 def test_stop_never_signals_a_process_that_took_the_recorded_pid(state: Path) -> None:
