@@ -101,9 +101,14 @@ def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
     ctx.wait_background()
     ctx.save("evaluate", result)
     for check in result.checks:
-        mark = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
         relation = ">=" if check.get("higher_is_better", True) else "<="
-        ctx.console.print(f"{mark} {check['name']} = {check['value']:.4f} (needs {relation} {check['required']:.4f})")
+        if check.get("not_judged"):
+            ctx.console.print(f"[yellow]not judged[/] {escape(check['name'])}: {escape(check['not_judged'])}")
+            continue
+        mark = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
+        ctx.console.print(
+            f"{mark} {escape(check['name'])} = {check['value']:.4f} (needs {relation} {check['required']:.4f})"
+        )
     ctx.console.print(f"plots and evaluation.json in {result.report_dir}")
     step_summary(evaluation_markdown(result))
     if existing is not None and champion is not None:
@@ -120,20 +125,34 @@ def step_summary(markdown: str) -> None:
 
 
 def evaluation_markdown(result: EvaluationResult) -> str:
-    champion = result.champion_metrics or {}
-    header = "| metric | candidate |" + (f" champion v{result.champion_version} |" if champion else "")
-    lines = [
-        "### Evaluation: candidate vs champion (same test set)",
-        "",
-        header,
-        "|---|---|" + ("---|" if champion else ""),
+    columns = [("candidate", result.metrics)]
+    if result.champion_metrics:
+        columns.append((f"champion v{result.champion_version}", result.champion_metrics))
+    columns += [
+        (f"{role} baseline", result.baselines[role]) for role in ("simple", "trivial") if role in result.baselines
     ]
-    for name, value in sorted(result.metrics.items()):
-        lines.append(f"| {name} | {value:.4f} |" + (f" {champion[name]:.4f} |" if name in champion else ""))
+    lines = [
+        "### Evaluation: candidate vs champion and baselines (same test set)",
+        "",
+        "| metric | " + " | ".join(title for title, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for name in sorted(result.metrics):
+        cells = " | ".join(f"{values[name]:.4f}" if name in values else "" for _, values in columns)
+        lines.append(f"| {name} | {cells} |")
     lines += ["", "| gate check | value | required | result |", "|---|---|---|---|"]
     for check in result.checks:
-        verdict = "pass" if check["passed"] else "**fail**"
-        lines.append(f"| {check['name']} | {check['value']:.4f} | {check['required']:.4f} | {verdict} |")
+        relation = ">=" if check.get("higher_is_better", True) else "<="
+        if check.get("not_judged"):
+            value, verdict = "", f"not judged: {check['not_judged']}"
+        else:
+            value, verdict = f"{check['value']:.4f}", "pass" if check["passed"] else "**fail**"
+        lines.append(f"| {check['name']} | {value} | {relation} {check['required']:.4f} | {verdict} |")
+    if result.importance:
+        top = ", ".join(f"{item['feature']} ({item['mean']:+.4f})" for item in result.importance[:5])
+        lines.append(f"\nPermutation importance, top 5: {top}.")
+        if result.no_contribution:
+            lines.append(f"No drop beyond noise when shuffled alone: {', '.join(result.no_contribution)}.")
     if result.new_lineage:
         lines.append(f"\nNew lineage: {result.new_lineage}.")
     lines.append(f"\nGate: **{'passed' if result.passed else 'failed'}**.")
@@ -538,11 +557,18 @@ def cmd_infer_schema(ctx: Context, args: argparse.Namespace) -> int:
     if source.as_posix() != config.data.source:
         steps.append(f'set [data].source = "{source.as_posix()}" in {config.path.name}')
     try:
-        tasks.check_config(contract.task, config.gate, config.monitor, config.path)
+        tasks.check_metrics(contract.task, config.gate, config.monitor, config.path)
     except PipelineError:
         steps.append(
             f"set [gate] and [monitor].quality_metrics for a {contract.task} task, e.g.:\n"
             + tasks.suggested_config(contract.task)
+        )
+    try:
+        tasks.check_slices(contract, config.gate, config.path)
+    except PipelineError as exc:
+        steps.append(
+            f"{str(exc).splitlines()[0]}\n   Replace every [gate.slices.*] table and [gate.fairness] with slices of "
+            f'your data (README: "Is the model worth it?"), e.g.:\n' + tasks.suggested_slices(contract, frame)
         )
     if contract.task is schema.Task.REGRESSION and config.train.estimator.endswith("Classifier"):
         steps.append('set [train].estimator to a regressor, e.g. "sklearn.ensemble.RandomForestRegressor"')

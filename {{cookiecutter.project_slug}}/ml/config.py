@@ -114,11 +114,67 @@ class TrainSection(_Section):
     hyperparameters: dict[str, int | float | str | bool] = Field(default_factory=dict)
 
 
+Threshold = Annotated[float, Field(allow_inf_nan=False)]
+SliceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class SliceSection(_Section):
+    """A part of the test set the gate judges on its own: a column cut by bins, or by values."""
+
+    column: str
+    # Edges between groups, ascending: [12, 15] makes "< 12", "12 to 15" and ">= 15".
+    bins: tuple[Annotated[float, Field(allow_inf_nan=False)], ...] = ()
+    # Or the values that are groups of their own; any other value falls in "other".
+    values: tuple[str | int | float, ...] = ()
+    # A group with fewer test rows is reported as too small to judge, never passed silently.
+    min_rows: Annotated[int, Field(ge=1)] = 30
+    # Every group that can be judged must reach these (the task's metrics).
+    thresholds: dict[Metric, Threshold] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_cut(self) -> SliceSection:
+        if bool(self.bins) == bool(self.values):
+            raise ValueError("set exactly one of bins (edges of a numeric column) or values (a column's groups)")
+        if list(self.bins) != sorted(set(self.bins)):
+            raise ValueError(f"bins must be ascending without repeats, e.g. {sorted(set(self.bins))}")
+        if len(set(map(str, self.values))) != len(self.values):
+            raise ValueError("values lists a value twice")
+        return self
+
+
+class FairnessSection(_Section):
+    """Groups that must be served alike: the largest difference of a metric between them."""
+
+    # Slices of [gate.slices] whose groups are the groups to compare (a sensitive attribute in your data).
+    groups: tuple[SliceName, ...] = ()
+    metrics: tuple[Metric, ...] = ()
+    # The largest allowed difference between the best and the worst judged group, per metric, in
+    # the metric's unit (a score's is at most 1; ml/tasks.py checks).
+    max_disparity: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.1
+
+
 class GateSection(_Section):
     primary_metric: Metric = "roc_auc"
     # In the primary metric's own unit (an error metric's may exceed 1).
     max_regression: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
-    thresholds: dict[Metric, Annotated[float, Field(allow_inf_nan=False)]] = Field(default_factory=dict)
+    thresholds: dict[Metric, Threshold] = Field(default_factory=dict)
+    # The candidate must beat the simple baseline (a regularised linear model fitted on the same
+    # training split) on primary_metric by this much, in its unit; negative lets it trail by as much.
+    min_gain_over_simple: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    slices: dict[SliceName, SliceSection] = Field(default_factory=dict)
+    fairness: FairnessSection = FairnessSection()
+
+    @model_validator(mode="after")
+    def _known_groups(self) -> GateSection:
+        unknown = sorted(set(self.fairness.groups) - set(self.slices))
+        if unknown:
+            raise ValueError(
+                f"[gate.fairness].groups names {', '.join(unknown)}, which [gate.slices] does not declare: "
+                f"declare them there (column and bins or values) or remove them"
+            )
+        if self.fairness.groups and not self.fairness.metrics:
+            raise ValueError("[gate.fairness] has groups but no metrics: list the metrics to compare, e.g. ['recall']")
+        return self
 
     @field_validator("thresholds")
     @classmethod

@@ -106,7 +106,7 @@ def run(ctx: Context) -> DataResult:
 
     # The schema and the task-dependent settings are checked on every run, cached split or not.
     contract = schema.for_config(ctx.config)
-    tasks.check_config(contract.task, ctx.config.gate, ctx.config.monitor, ctx.config.path)
+    tasks.check_config(contract, ctx.config.gate, ctx.config.monitor, ctx.config.path)
     hit = cached(ctx)
     if hit is not None:
         ctx.console.print("[green]unchanged[/] data source: reusing the split validated before")
