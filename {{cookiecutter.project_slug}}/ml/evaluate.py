@@ -7,19 +7,32 @@ Inputs and outputs follow the processing-job layout under --root:
   input/model/model.tar.gz      the candidate
   input/champion/model.tar.gz   optional: the current champion
   input/test/*.csv              the test set
+  input/train/*.csv             optional: the training split, to fit the baselines on
+  input/judging/judging.json    optional: {"primary_metric": m, "slices": {name: {"column": c,
+                                "bins": [edges]} or {"column": c, "values": [...]}}} ([gate] in mlops.toml)
   output/evaluation/evaluation.json
 
-Only the container's libraries may be imported here.
+Beside the metrics it reports what a reviewer asks next: how two baselines fitted on the same
+training split score (a trivial one and a regularised linear one: is the model worth its
+complexity?), the metrics on each slice of the test set that judging.json declares (where does it
+fail? whom does it serve worse?), and each feature's permutation importance (what did it learn?).
+The gate (ml/gate.py) judges these numbers; this job only measures them.
+
+Only the container's libraries may be imported here (fairlearn is not one of them: per-group
+metrics are computed with scikit-learn, and tests check them against fairlearn's MetricFrame).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
+import itertools
 import json
 import sys
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,6 +42,10 @@ import pandas as pd
 from sklearn import metrics
 
 ROC_POINTS = 101  # enough for a smooth curve, small enough for the registry's metrics JSON
+HERE = Path(__file__).resolve().parent
+IMPORTANCE_REPEATS = 5  # shuffles per feature: scikit-learn's default for permutation_importance
+IMPORTANCE_SEED = 0
+LOWER_IS_BETTER = ("rmse", "mae")  # ml/tasks.py's error metrics; every other metric is a score
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,6 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--root", default="/opt/ml/processing")
     parser.add_argument("--label", default="", help="the label column (default: the candidate's schema's)")
     parser.add_argument("--reference-rows", type=int, default=25, help="test rows kept with their predictions")
+    parser.add_argument(
+        "--primary-metric", default="", help="the metric importance is measured by (default: the first)"
+    )
+    parser.add_argument(
+        "--slices",
+        default="{}",
+        help='JSON: {"name": {"column": c, "bins": [edges]} or {"column": c, "values": [...]}}',
+    )
     return parser.parse_args(argv)
 
 
@@ -58,6 +83,56 @@ def _truth(frame: pd.DataFrame, label: str, task: str, classes: list[Any]) -> np
     return np.asarray([by_text.get(str(v), v) for v in frame[label]], dtype=object)
 
 
+def task_metrics(
+    task: str, truth: np.ndarray[Any, Any], prediction: dict[str, Any], undefined: float = 0.0
+) -> dict[str, float | None]:
+    """ml/tasks.py's metrics of the task on these rows.
+
+    On the whole test set a ratio with nothing to divide by counts as `undefined` = 0 (no predicted
+    positive: precision 0), which fails a threshold rather than passing it. A slice is measured with
+    undefined = nan, and such a metric is None: one class only (no ROC AUC), no positive (no
+    recall), one row (no r2). The gate reports it as not judged instead of passing or failing it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a slice without some class warns; its metric is still defined
+        values = _task_metrics(task, truth, prediction, undefined)
+    return {name: None if value is None or np.isnan(value) else float(value) for name, value in values.items()}
+
+
+def _task_metrics(
+    task: str, truth: np.ndarray[Any, Any], prediction: dict[str, Any], undefined: float
+) -> dict[str, float | None]:
+    if task == "regression":
+        predicted = np.asarray(prediction["values"], dtype=float)
+        return {
+            "r2": metrics.r2_score(truth, predicted) if len(truth) > 1 else None,
+            "rmse": np.sqrt(metrics.mean_squared_error(truth, predicted)),
+            "mae": metrics.mean_absolute_error(truth, predicted),
+        }
+    names = [str(c) for c in prediction["classes"]]
+    truth_text = truth.astype(str)
+    predicted_text = np.asarray(prediction["labels"], dtype=object).astype(str)
+    if task == "binary":
+        actual = (truth_text == names[1]).astype(int)
+        found = (predicted_text == names[1]).astype(int)
+        scores = np.asarray(prediction["probabilities"], dtype=float).reshape(-1, 2)[:, 1]
+        return {
+            "roc_auc": metrics.roc_auc_score(actual, scores) if len(set(actual)) == 2 else None,
+            "accuracy": metrics.accuracy_score(actual, found),
+            "f1": metrics.f1_score(actual, found, zero_division=undefined),
+            "precision": metrics.precision_score(actual, found, zero_division=undefined),
+            "recall": metrics.recall_score(actual, found, zero_division=undefined),
+        }
+    macro: dict[str, Any] = {"labels": names, "average": "macro", "zero_division": undefined}
+    return {
+        "accuracy": metrics.accuracy_score(truth_text, predicted_text),
+        "balanced_accuracy": metrics.balanced_accuracy_score(truth_text, predicted_text),
+        "f1_macro": metrics.f1_score(truth_text, predicted_text, **macro),
+        "precision_macro": metrics.precision_score(truth_text, predicted_text, **macro),
+        "recall_macro": metrics.recall_score(truth_text, predicted_text, **macro),
+    }
+
+
 def _classification(truth: np.ndarray[Any, Any], prediction: dict[str, Any]) -> dict[str, Any]:
     classes = list(prediction["classes"])
     predicted = np.asarray(prediction["labels"], dtype=object)
@@ -66,6 +141,7 @@ def _classification(truth: np.ndarray[Any, Any], prediction: dict[str, Any]) -> 
     names = [str(c) for c in classes]
     report: dict[str, Any] = {
         "classes": classes,
+        "metrics": task_metrics(prediction["task"], truth, prediction),
         "confusion_matrix": metrics.confusion_matrix(truth_text, predicted_text, labels=names).tolist(),
         "per_class": {
             name: {
@@ -82,34 +158,11 @@ def _classification(truth: np.ndarray[Any, Any], prediction: dict[str, Any]) -> 
         },
     }
     if prediction["task"] == "binary":
-        positive = names[1]
-        actual = (truth_text == positive).astype(int)
-        scores = matrix[:, 1]
-        fpr, tpr, _ = metrics.roc_curve(actual, scores)
+        fpr, tpr, _ = metrics.roc_curve((truth_text == names[1]).astype(int), matrix[:, 1])
         grid = np.linspace(0.0, 1.0, ROC_POINTS)
-        found = (predicted_text == positive).astype(int)
-        report["metrics"] = {
-            "roc_auc": float(metrics.roc_auc_score(actual, scores)),
-            "accuracy": float(metrics.accuracy_score(actual, found)),
-            "f1": float(metrics.f1_score(actual, found, zero_division=0)),
-            "precision": float(metrics.precision_score(actual, found, zero_division=0)),
-            "recall": float(metrics.recall_score(actual, found, zero_division=0)),
-        }
         report["positive_class"] = classes[1]
         # Resampled on a fixed grid; the curve starts at (0, 0) like every ROC curve.
         report["roc_curve"] = {"fpr": [0.0, *grid.tolist()], "tpr": [0.0, *np.interp(grid, fpr, tpr).tolist()]}
-        return report
-    report["metrics"] = {
-        "accuracy": float(metrics.accuracy_score(truth_text, predicted_text)),
-        "balanced_accuracy": float(metrics.balanced_accuracy_score(truth_text, predicted_text)),
-        "f1_macro": float(metrics.f1_score(truth_text, predicted_text, labels=names, average="macro", zero_division=0)),
-        "precision_macro": float(
-            metrics.precision_score(truth_text, predicted_text, labels=names, average="macro", zero_division=0)
-        ),
-        "recall_macro": float(
-            metrics.recall_score(truth_text, predicted_text, labels=names, average="macro", zero_division=0)
-        ),
-    }
     return report
 
 
@@ -120,11 +173,7 @@ def _regression(truth: np.ndarray[Any, Any], prediction: dict[str, Any]) -> dict
     predicted = np.asarray(prediction["values"], dtype=float)
     keep = np.linspace(0, len(truth) - 1, min(len(truth), RESIDUAL_POINTS)).astype(int)
     return {
-        "metrics": {
-            "r2": float(metrics.r2_score(truth, predicted)),
-            "rmse": float(np.sqrt(metrics.mean_squared_error(truth, predicted))),
-            "mae": float(metrics.mean_absolute_error(truth, predicted)),
-        },
+        "metrics": task_metrics("regression", truth, prediction),
         "residuals": {"actual": truth[keep].tolist(), "predicted": predicted[keep].tolist()},
     }
 
@@ -133,8 +182,197 @@ def score(module: ModuleType, model: Any, frame: pd.DataFrame, label: str) -> di
     """The task's metrics (ml/tasks.py lists them) and what its plots need, on this frame."""
     prediction = module.predict_fn(frame.drop(columns=[label]), model)
     truth = _truth(frame, label, model["task"], list(model["classes"]))
-    scored = _regression(truth, prediction) if model["task"] == "regression" else _classification(truth, prediction)
-    return {"task": model["task"], **scored, "rows": len(frame)}
+    return scored(model["task"], truth, prediction)
+
+
+def scored(task: str, truth: np.ndarray[Any, Any], prediction: dict[str, Any]) -> dict[str, Any]:
+    report = _regression(truth, prediction) if task == "regression" else _classification(truth, prediction)
+    return {"task": task, **report, "rows": len(truth)}
+
+
+@functools.cache
+def _sibling(name: str) -> ModuleType:
+    """train.py, which ships beside this file: the baselines share its data preparation."""
+    spec = importlib.util.spec_from_file_location(f"evaluate_{name}", HERE / f"{name}.py")
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"no {name}.py beside {__file__}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def baseline_estimators(task: str) -> dict[str, Any]:
+    """The two models a candidate is measured against: one that reads no feature, one linear model.
+
+    Both go through train.py's own preparation (imputation, one-hot encoding); the linear one also
+    standardises, as regularised linear models need. Their defaults are deliberate: a baseline
+    that needs tuning is not a baseline.
+    """
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if task == "regression":
+        return {"trivial": DummyRegressor(strategy="mean"), "simple": make_pipeline(StandardScaler(), Ridge(alpha=1.0))}
+    return {
+        "trivial": DummyClassifier(strategy="prior"),
+        "simple": make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000)),
+    }
+
+
+def fitted_prediction(estimator: Any, features: pd.DataFrame, task: str, classes: list[Any]) -> dict[str, Any]:
+    """A fitted scikit-learn model's answers in inference.py's shape, classes in the candidate's order."""
+    if task == "regression":
+        return {"task": task, "values": [float(v) for v in estimator.predict(features)]}
+    known = [str(c) for c in estimator.classes_]
+    matrix = np.zeros((len(features), len(classes)))
+    for column, probabilities in zip(known, np.asarray(estimator.predict_proba(features)).T, strict=True):
+        matrix[:, [str(c) for c in classes].index(column)] = probabilities
+    if task == "binary":
+        labels = [classes[1] if p >= 0.5 else classes[0] for p in matrix[:, 1]]
+    else:
+        labels = [classes[int(i)] for i in matrix.argmax(axis=1)]
+    return {"task": task, "classes": classes, "labels": labels, "probabilities": matrix.tolist()}
+
+
+def baselines(train_frame: pd.DataFrame, test_frame: pd.DataFrame, model: Any, label: str) -> dict[str, Any]:
+    """The trivial and the simple baseline, fitted on the training split, scored on the test set."""
+    training = _sibling("train")
+    schema, task, classes = model["schema"], model["task"], list(model["classes"])
+    truth = _truth(test_frame, label, task, classes)
+    test_features = training.features_frame(test_frame, schema)
+    report = {}
+    for role, estimator in baseline_estimators(task).items():
+        pipeline = training.build_pipeline(schema, estimator)
+        pipeline.fit(training.features_frame(train_frame, schema), training.labels(train_frame, schema))
+        prediction = fitted_prediction(pipeline, test_features, task, classes)
+        report[role] = {
+            "estimator": describe(estimator),
+            "metrics": task_metrics(task, truth, prediction),
+        }
+    return report
+
+
+def describe(estimator: Any) -> str:
+    """The model as a reviewer reads it: its steps and their non-default parameters."""
+    steps = getattr(estimator, "steps", [(None, estimator)])
+    return " + ".join(repr(step) for _, step in steps)
+
+
+def slice_groups(column: pd.Series[Any], spec: dict[str, Any]) -> tuple[list[str], np.ndarray[Any, Any]]:
+    """Each row's group in a slice, and the groups in order: bins low to high, or values then "other".
+
+    Edges [a, b] give "< a", "a to b" (a <= x < b) and ">= b", like numpy.digitize; a missing
+    value is a group of its own, "missing", so rows the model imputes are judged too.
+    """
+    if spec.get("bins"):
+        edges = [float(e) for e in spec["bins"]]
+        names = [f"< {edges[0]:g}"]
+        names += [f"{low:g} to {high:g}" for low, high in itertools.pairwise(edges)]
+        names.append(f">= {edges[-1]:g}")
+        numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+        index = np.searchsorted(np.asarray(edges), numbers, side="right")
+        groups = np.asarray([names[i] for i in index], dtype=object)
+    else:
+        training = _sibling("train")
+        names = [training.category_text(v) for v in spec["values"]] + ["other"]
+        text = column.map(training.category_text, na_action="ignore")
+        groups = np.asarray([v if v in names[:-1] else "other" for v in text.fillna("other")], dtype=object)
+    missing = column.isna().to_numpy()
+    groups[missing] = "missing"
+    return [*names, *(["missing"] if missing.any() else [])], groups
+
+
+def _rows(prediction: dict[str, Any], selector: Any) -> dict[str, Any]:
+    """The prediction's answers for some rows (a boolean mask or a slice), as arrays."""
+    kept = dict(prediction)
+    for key in ("values", "labels", "probabilities"):
+        if key in prediction:
+            kept[key] = np.asarray(prediction[key], dtype=object if key == "labels" else float)[selector]
+    return kept
+
+
+def slices(
+    frame: pd.DataFrame, truth: np.ndarray[Any, Any], prediction: dict[str, Any], specs: dict[str, Any]
+) -> dict[str, Any]:
+    """Every metric per group of every slice, with the group's row count (the gate judges them)."""
+    report = {}
+    for name, spec in specs.items():
+        names, groups = slice_groups(frame[spec["column"]], spec)
+        report[name] = {
+            "column": spec["column"],
+            "groups": [
+                {
+                    "group": group,
+                    "rows": int((groups == group).sum()),
+                    "metrics": task_metrics(
+                        prediction["task"], truth[groups == group], _rows(prediction, groups == group), np.nan
+                    )
+                    if (groups == group).any()
+                    else {},
+                }
+                for group in names
+            ],
+        }
+    return report
+
+
+def permutation_importance(
+    module: ModuleType, model: Any, features: pd.DataFrame, truth: np.ndarray[Any, Any], metric: str
+) -> dict[str, Any]:
+    """How much the metric drops when one feature's values are shuffled: what the model relies on.
+
+    The shuffles are scikit-learn's permutation_importance's exactly (tests compare the two), but
+    every shuffled copy is scored in one call of the model's own predict_fn instead of one call per
+    feature and repeat: a forest's per-call overhead made that the slowest part of evaluation.
+    """
+    task = model["task"]
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    reference_score = sign * _metric(task, truth, module.predict_fn(features, model), metric)
+    seed = np.random.RandomState(IMPORTANCE_SEED).randint(np.iinfo(np.int32).max + 1)
+    copies = []
+    for column in features.columns:
+        shuffler = np.random.RandomState(seed)
+        order = np.arange(len(features))
+        values = features[column].to_numpy()
+        for _ in range(IMPORTANCE_REPEATS):
+            shuffler.shuffle(order)
+            values = values[order]  # each repeat shuffles the last one's column again, as scikit-learn does
+            copy = features.copy()
+            copy[column] = values
+            copies.append(copy)
+    stacked = _rows(module.predict_fn(pd.concat(copies, ignore_index=True), model), slice(None))
+    rows = len(features)
+    drops = np.asarray(
+        [
+            reference_score - sign * _metric(task, truth, _rows(stacked, slice(i * rows, (i + 1) * rows)), metric)
+            for i in range(len(copies))
+        ]
+    ).reshape(len(features.columns), IMPORTANCE_REPEATS)
+    means = {str(column): float(drop.mean()) for column, drop in zip(features.columns, drops, strict=True)}
+    spread = {str(column): float(drop.std()) for column, drop in zip(features.columns, drops, strict=True)}
+    ranked = [
+        {"feature": name, "mean": means[name], "std": spread[name]}
+        for name in sorted(means, key=means.__getitem__, reverse=True)
+    ]
+    return {
+        "metric": metric,
+        "repeats": IMPORTANCE_REPEATS,
+        "seed": IMPORTANCE_SEED,
+        "features": ranked,
+        # No drop beyond the shuffles' noise (scikit-learn's guide reads mean - 2 std > 0 as real):
+        # the model does not use these, or a correlated feature stands in for each of them.
+        "no_contribution": [name for name in means if means[name] - 2 * spread[name] <= 0.0],
+    }
+
+
+def _metric(task: str, truth: np.ndarray[Any, Any], prediction: dict[str, Any], name: str) -> float:
+    value = task_metrics(task, truth, prediction)[name]
+    if value is None:
+        raise ValueError(f"{name} is undefined on this test set (one class only?): choose another primary metric")
+    return value
 
 
 def reference(module: ModuleType, model: Any, text: pd.DataFrame, label: str, rows: int) -> dict[str, Any]:
@@ -152,12 +390,15 @@ def reference(module: ModuleType, model: Any, text: pd.DataFrame, label: str, ro
     }
 
 
-def evaluate(root: Path, label: str, reference_rows: int = 25) -> dict[str, Any]:
-    test_files = sorted((root / "input" / "test").glob("*.csv"))
-    if not test_files:
-        raise FileNotFoundError(f"no test CSV under {root / 'input' / 'test'}")
-    frame = pd.concat([pd.read_csv(path) for path in test_files], ignore_index=True)
-    text = pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False) for path in test_files], ignore_index=True)
+def evaluate(
+    root: Path,
+    label: str,
+    reference_rows: int = 25,
+    primary_metric: str = "",
+    slice_specs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    frame = _read_channel(root, "test")
+    text = _read_channel(root, "test", as_text=True)
     report: dict[str, Any] = {"candidate": None, "champion": None}
     with tempfile.TemporaryDirectory() as scratch:
         for role in ("candidate", "champion"):
@@ -169,15 +410,55 @@ def evaluate(root: Path, label: str, reference_rows: int = 25) -> dict[str, Any]
                 report[role] = score(module, model, frame, label)
                 if role == "candidate":
                     report["reference"] = reference(module, model, text, label, reference_rows)
+                    report.update(judged_parts(root, module, model, frame, label, primary_metric, slice_specs or {}))
     if report["candidate"] is None:
         raise FileNotFoundError(f"no candidate model at {root / 'input' / 'model'}")
     return report
 
 
+def judged_parts(
+    root: Path,
+    module: ModuleType,
+    model: Any,
+    frame: pd.DataFrame,
+    label: str,
+    primary_metric: str,
+    slice_specs: dict[str, Any],
+) -> dict[str, Any]:
+    """The candidate's baselines, slices and feature importance on the test set."""
+    task, classes = model["task"], list(model["classes"])
+    truth = _truth(frame, label, task, classes)
+    features = frame.drop(columns=[label])
+    unknown = sorted({spec["column"] for spec in slice_specs.values()} - set(features.columns))
+    if unknown:
+        raise ValueError(f"judging.json slices column(s) {', '.join(unknown)}, which the test set does not have")
+    prediction = module.predict_fn(features, model)
+    parts: dict[str, Any] = {
+        "slices": slices(frame, truth, prediction, slice_specs),
+        "importance": permutation_importance(
+            module, model, features, truth, primary_metric or next(iter(task_metrics(task, truth, prediction)))
+        ),
+    }
+    if (root / "input" / "train").is_dir():
+        parts["baselines"] = baselines(_read_channel(root, "train"), frame, model, label)
+    return parts
+
+
+def _read_channel(root: Path, channel: str, as_text: bool = False) -> pd.DataFrame:
+    files = sorted((root / "input" / channel).glob("*.csv"))
+    if not files:
+        raise FileNotFoundError(f"no {channel} CSV under {root / 'input' / channel}")
+    options: dict[str, Any] = {"dtype": str, "keep_default_na": False} if as_text else {}
+    frame: pd.DataFrame = pd.concat([pd.read_csv(path, **options) for path in files], ignore_index=True)
+    return frame
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = Path(args.root)
-    report = evaluate(root, args.label, args.reference_rows)
+    judging = root / "input" / "judging" / "judging.json"
+    settings = json.loads(judging.read_text()) if judging.is_file() else {}
+    report = evaluate(root, args.label, args.reference_rows, settings.get("primary_metric", ""), settings.get("slices"))
     output = root / "output" / "evaluation"
     output.mkdir(parents=True, exist_ok=True)
     (output / "evaluation.json").write_text(json.dumps(report, indent=2))

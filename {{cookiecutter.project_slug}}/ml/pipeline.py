@@ -93,9 +93,7 @@ def _run(ctx: Context, summary: Summary) -> Summary:
                     + ("passed" if r.passed else "failed")
                 ),
             )
-            summary.metrics = evaluation.metrics
-            summary.champion = {"version": evaluation.champion_version, "metrics": evaluation.champion_metrics}
-            summary.paths["report"] = evaluation.report_dir
+            summary.evaluated(evaluation)
             if not evaluation.passed:
                 summary.mark("register", "skipped", f"already registered as v{existing.version}")
             reuse.refuse_trailing(evaluation, existing, champion)
@@ -111,10 +109,7 @@ def _run(ctx: Context, summary: Summary) -> Summary:
             lambda r: "gate passed" if r.passed else "gate failed",
         )
         ctx.save("evaluate", evaluation)
-        summary.metrics = evaluation.metrics
-        summary.paths["report"] = evaluation.report_dir
-        if evaluation.champion_metrics is not None:
-            summary.champion = {"version": evaluation.champion_version, "metrics": evaluation.champion_metrics}
+        summary.evaluated(evaluation)
         summary.model["reused"] = False
         try:
             registered = summary.step(

@@ -93,21 +93,62 @@ def residuals(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def importance(report: dict[str, Any], path: Path) -> Path:
+    """Permutation importance per feature, largest first, with its spread over the shuffles."""
+    ranked = report["importance"]["features"]
+    figure, axes = plt.subplots(figsize=(7, max(3.0, 0.28 * len(ranked) + 1.2)), dpi=100)
+    positions = list(range(len(ranked)))[::-1]
+    axes.barh(positions, [f["mean"] for f in ranked], xerr=[f["std"] for f in ranked], color="tab:blue")
+    axes.set(yticks=positions, yticklabels=[f["feature"] for f in ranked])
+    axes.axvline(0, color="grey", linewidth=0.8)
+    axes.set_xlabel(f"drop in {report['importance']['metric']} when the feature is shuffled")
+    axes.set_title("Permutation importance (candidate, test set)")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def slices(report: dict[str, Any], path: Path) -> Path:
+    """Each slice's groups side by side on the task's first metric, with their row counts."""
+    parts = report["slices"]
+    figure, rows = plt.subplots(len(parts), 1, figsize=(7, 2.6 * len(parts)), dpi=100, squeeze=False)
+    for axes, (name, part) in zip(rows[:, 0], parts.items(), strict=True):
+        groups = part["groups"]
+        shown = next(iter(report["candidate"]["metrics"]))
+        values = [g["metrics"].get(shown) for g in groups]
+        axes.bar(range(len(groups)), [v if v is not None else 0.0 for v in values], color="tab:blue")
+        labels = [f"{g['group']}\n{g['rows']} rows" for g in groups]
+        axes.set(xticks=list(range(len(groups))), xticklabels=labels, ylabel=shown, title=f"{name} ({part['column']})")
+        for index, value in enumerate(values):
+            axes.text(index, value or 0.0, "n/a" if value is None else f"{value:.3f}", ha="center", va="bottom")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def evaluation_plots(report: dict[str, Any], directory: Path) -> list[Path]:
     """The task's plots: ROC and confusion matrix (binary), confusion matrix and per-class bars
-    (multiclass), residuals (regression)."""
+    (multiclass), residuals (regression); then, for every task, feature importance and the slices."""
     task = report["candidate"].get("task", "binary")
     if task == "regression":
-        return [residuals(report, directory / "residuals.png")]
-    if task == "multiclass":
-        return [
+        drawn = [residuals(report, directory / "residuals.png")]
+    elif task == "multiclass":
+        drawn = [
             confusion_matrix(report, directory / "confusion_matrix.png"),
             per_class(report, directory / "per_class.png"),
         ]
-    return [
-        roc_curve(report, directory / "roc_curve.png"),
-        confusion_matrix(report, directory / "confusion_matrix.png"),
-    ]
+    else:
+        drawn = [
+            roc_curve(report, directory / "roc_curve.png"),
+            confusion_matrix(report, directory / "confusion_matrix.png"),
+        ]
+    if report.get("importance"):
+        drawn.append(importance(report, directory / "importance.png"))
+    if report.get("slices"):
+        drawn.append(slices(report, directory / "slices.png"))
+    return drawn
 
 
 def main(argv: list[str] | None = None) -> int:

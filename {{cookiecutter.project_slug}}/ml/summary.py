@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,7 +17,11 @@ from rich.table import Table
 from ml import atomic, faults
 from ml.errors import GateRejectedError
 
+if TYPE_CHECKING:
+    from ml.steps.evaluate import EvaluationResult
+
 T = TypeVar("T")
+TOP_FEATURES = 5  # the features the summary names; the report lists them all
 STATUS_STYLE = {
     "ok": "green",
     "reused": "cyan",
@@ -48,6 +52,8 @@ class Summary:
     champion: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    # The gate's checks, the baselines' metrics and the features' importance (ml/steps/evaluate.py).
+    evaluation: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     _clock: float = field(default_factory=time.perf_counter, repr=False)
     _running: str | None = field(default=None, repr=False)
@@ -80,6 +86,19 @@ class Summary:
         failed = [record.name for record in self.steps if record.status in ("failed", "interrupted")]
         return failed[-1] if failed else self._running
 
+    def evaluated(self, result: EvaluationResult) -> None:
+        """What the evaluation measured and the gate decided, for the table and summary.json."""
+        self.metrics = result.metrics
+        if result.champion_metrics is not None:
+            self.champion = {"version": result.champion_version, "metrics": result.champion_metrics}
+        self.paths["report"] = result.report_dir
+        self.evaluation = {
+            "checks": result.checks,
+            "baselines": result.baselines,
+            "importance": result.importance,
+            "no_contribution": result.no_contribution,
+        }
+
     def mark(self, name: str, status: str, detail: str = "") -> None:
         self.steps.append(StepRecord(name, status, 0.0, detail))
 
@@ -102,6 +121,7 @@ class Summary:
             "champion": self.champion,
             "model": self.model,
             "paths": self.paths,
+            "evaluation": self.evaluation,
             "error": self.error,
             "failed_step": self.failed_step() if self.status in ("failed", "interrupted") else None,
         }
@@ -127,19 +147,51 @@ class Summary:
             steps.add_row(record.name, f"[{style}]{record.status}[/]", f"{record.seconds:.2f}", escape(record.detail))
         console.print(steps)
         if self.metrics:
-            metrics = Table(title="metrics (held-out test set)")
-            metrics.add_column("metric")
-            metrics.add_column("candidate", justify="right")
-            champion_metrics = self.champion.get("metrics") or {}
-            if champion_metrics:
-                metrics.add_column(f"champion v{self.champion.get('version')}", justify="right")
-            for name, value in sorted(self.metrics.items()):
-                row = [name, f"{value:.4f}"]
-                if champion_metrics:
-                    row.append(f"{champion_metrics.get(name, float('nan')):.4f}")
-                metrics.add_row(*row)
-            console.print(metrics)
+            console.print(self._metrics_table())
+        if self.evaluation.get("checks"):
+            console.print(self._checks_table())
+        if self.evaluation.get("importance"):
+            console.print(self._importance_line(), highlight=False)
         facts = Table(show_header=False, title="where things are")
         for key, value in [*self.model.items(), *self.paths.items()]:
             facts.add_row(key, escape(str(value)))
         console.print(facts)
+
+    def _metrics_table(self) -> Table:
+        metrics = Table(title="metrics (held-out test set)")
+        metrics.add_column("metric")
+        columns: list[tuple[str, dict[str, float]]] = [("candidate", self.metrics)]
+        if self.champion.get("metrics"):
+            columns.append((f"champion v{self.champion.get('version')}", self.champion["metrics"]))
+        baselines = self.evaluation.get("baselines") or {}
+        columns += [(f"{role} baseline", baselines[role]) for role in ("simple", "trivial") if role in baselines]
+        for title, _ in columns:
+            metrics.add_column(title, justify="right")
+        for name in sorted(self.metrics):
+            metrics.add_row(name, *(f"{values.get(name, float('nan')):.4f}" for _, values in columns))
+        return metrics
+
+    def _checks_table(self) -> Table:
+        checks = Table(title="gate")
+        for column in ("check", "value", "required", "result"):
+            checks.add_column(column, justify="right" if column in ("value", "required") else "left")
+        for check in self.evaluation["checks"]:
+            relation = ">=" if check.get("higher_is_better", True) else "<="
+            if check.get("not_judged"):
+                value, result = "-", f"[yellow]not judged[/]: {escape(check['not_judged'])}"
+            else:
+                value, result = f"{check['value']:.4f}", "[green]pass[/]" if check["passed"] else "[red]fail[/]"
+            checks.add_row(escape(check["name"]), value, f"{relation} {check['required']:.4f}", result)
+        return checks
+
+    def _importance_line(self) -> str:
+        ranked = self.evaluation["importance"]
+        top = ", ".join(f"{item['feature']} {item['mean']:+.4f}" for item in ranked[:TOP_FEATURES])
+        line = f"relies most on (drop in the primary metric when shuffled): {top}"
+        idle = self.evaluation.get("no_contribution") or []
+        if idle:
+            line += (
+                f"\n{len(idle)} of {len(ranked)} features change nothing beyond noise when shuffled alone "
+                "(unused, or a correlated feature stands in for them): see importance.png in the report"
+            )
+        return escape(line)

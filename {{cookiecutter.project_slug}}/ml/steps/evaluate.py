@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,13 @@ class EvaluationResult:
     report_dir: str
     new_lineage: str = ""  # why the champion was not compared (another schema), if it was not
     reused_version: int | None = None  # an unchanged model: its registered evaluation stands (ml/reuse.py)
+    # What a reviewer asks next (ml/evaluate.py measures, ml/gate.py judges): each baseline's metrics,
+    # the features ranked by permutation importance, those that contribute nothing, and the slice
+    # groups and disparities that could not be judged.
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    importance: list[dict[str, Any]] = field(default_factory=list)
+    no_contribution: list[str] = field(default_factory=list)
+    not_judged: list[str] = field(default_factory=list)
 
 
 def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResult:
@@ -58,6 +65,8 @@ def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResul
                 "so the candidate cannot be compared with it. Restore the artifact store."
             )
         inputs["champion"] = champion.package.model_uri
+    inputs["train"] = data.train_uri  # the baselines are fitted on the candidate's own training split
+    inputs["judging"] = judging_input(ctx)
     spec = ProcessingSpec(
         job_name=names.job_name(config.project.resource_prefix, config.env, "eval"),
         entry_point=PROJECT_ROOT / "ml" / "evaluate.py",
@@ -92,7 +101,9 @@ def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResul
         champion.version if champion else None,
         task=Task(data.task),
         new_lineage=new_lineage,
+        report=report,
     )
+    importance = report.get("importance") or {}
     return EvaluationResult(
         job_name=spec.job_name,
         evaluation_uri=evaluation_uri,
@@ -103,4 +114,28 @@ def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResul
         checks=[asdict(check) for check in decision.checks],
         report_dir=str(report_dir),
         new_lineage=new_lineage,
+        baselines={role: part["metrics"] for role, part in (report.get("baselines") or {}).items()},
+        importance=importance.get("features", []),
+        no_contribution=importance.get("no_contribution", []),
+        not_judged=decision.not_judged,
     )
+
+
+def judging_input(ctx: Context) -> str:
+    """What the evaluation job measures beyond the metrics, as a file in its own input channel.
+
+    A file rather than container arguments: SageMaker caps each argument at 256 characters, and a
+    few slices' bins and values pass that.
+    """
+    gate_config = ctx.config.gate
+    settings = {
+        "primary_metric": gate_config.primary_metric,
+        "slices": {
+            name: {"column": spec.column, "bins": list(spec.bins), "values": list(spec.values)}
+            for name, spec in gate_config.slices.items()
+        },
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "judging.json"
+        path.write_text(json.dumps(settings, indent=2, sort_keys=True))
+        return ctx.backends.artifacts.put(path)
