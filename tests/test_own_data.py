@@ -38,6 +38,7 @@ def test_a_project_switched_to_other_data_passes_make_pipeline_and_make_test(
     project: Baked = bake(tmp_path)
     printed = switch(project, data, environment)
     assert "wrote" in printed and "schema.toml" in printed
+    assert "Replace every [gate.slices.*] table" in " ".join(printed.split())  # the example's slices name its columns
     try:
         project.run_check("make", "pipeline", env=environment)
         summary = json.loads(project.read(".mlops/summary.json"))

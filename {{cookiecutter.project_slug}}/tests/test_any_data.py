@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import tomli_w
 
@@ -19,7 +20,7 @@ from ml.__main__ import main
 from ml.config import load_config
 from ml.schema import Task
 from ml.schema import load as load_schema
-from ml.tasks import METRICS, SUGGESTED_GATE, SUGGESTED_QUALITY
+from ml.tasks import METRICS, SUGGESTED_GATE, SUGGESTED_QUALITY, metric, suggested_slices
 from tests.conftest import write_config
 from tests.data_factory import schema_frame, synthetic_schema, write_csv
 
@@ -44,16 +45,30 @@ def switch(directory: Path, task: Task, monkeypatch: pytest.MonkeyPatch, rows: i
     monkeypatch.setenv("MLOPS_CONFIG", str(config))
     assert main(["infer-schema", "--input", str(data), "--label", "target"]) == 0
     primary, thresholds = SUGGESTED_GATE[task]
+    # The slices `make infer-schema` suggests for this data, in place of the project's own.
+    contract = load_schema(directory / "schema.toml")
+    suggested = tomllib.loads(suggested_slices(contract, pd.read_csv(data)))["gate"]
     # Thresholds any model learns on this data; the suggested ones are for real data sets.
-    easy = {name: (1e9 if not next(m for m in METRICS[task] if m.name == name).higher_is_better else -1e9)
-            for name in thresholds}  # fmt: skip
+    easy = {name: loosest(task, name) for name in thresholds}
+    fairness = {**suggested["fairness"], "max_disparity": span(task, suggested["fairness"]["metrics"][0])}
     return configure(
         directory,
         data={"source": str(data), "schema": str(directory / "schema.toml")},
         train={"estimator": ESTIMATORS[task], "hyperparameters": PARAMETERS[task]},
-        gate={"primary_metric": primary, "thresholds": easy, "max_regression": 1e9},
+        gate={"primary_metric": primary, "thresholds": easy, "max_regression": 1e9,
+              "min_gain_over_simple": -span(task, primary), "slices": suggested["slices"], "fairness": fairness},
         monitor={"quality_metrics": list(SUGGESTED_QUALITY[task])},
-    )
+    )  # fmt: skip
+
+
+def loosest(task: Task, name: str) -> float:
+    """The threshold every model passes, as TOML can hold it (an error's is unbounded)."""
+    return max(-1e12, min(1e12, metric(task, name).loosest))
+
+
+def span(task: Task, name: str) -> float:
+    """How far apart two values of the metric can be, as TOML can hold it."""
+    return min(1e12, metric(task, name).highest - metric(task, name).lowest)
 
 
 def configure(directory: Path, **sections: dict[str, Any]) -> Path:
@@ -233,4 +248,4 @@ def test_the_example_config_fits_the_example_schema() -> None:
     from ml.schema import for_config
 
     config = load_config()
-    tasks.check_config(for_config(config).task, config.gate, config.monitor, config.path)
+    tasks.check_config(for_config(config), config.gate, config.monitor, config.path)

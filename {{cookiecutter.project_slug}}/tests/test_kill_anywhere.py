@@ -17,6 +17,7 @@ import pytest
 from ml import pipeline
 from ml.config import load_config
 from ml.processes import ProcessRecord, tagged
+from tests.conftest import open_gate
 from tests.test_local_runtime import (
     cleanup,
     cli,
@@ -50,7 +51,7 @@ def test_a_run_killed_at_any_step_boundary_converges_on_a_re_run(
     index = BOUNDARIES.index((moment, step))
     hyperparameters = {**load_config().train.hyperparameters, "random_state": 100 + index}
     # A new model each time, which the gate accepts even if it trails the champion a little.
-    config = configured(tmp_path / "config", train={"hyperparameters": hyperparameters}, gate={"max_regression": 0.5})
+    config = configured(tmp_path / "config", train={"hyperparameters": hyperparameters}, gate=open_gate())
     killed = run(served_state, "pipeline", config=config, MLOPS_FAULT=f"kill:{moment}:{step}")
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     again = cli(served_state, "pipeline", config=config)  # the re-run a user types next

@@ -33,7 +33,7 @@ from ml.config import PROJECT_ROOT, load_config
 from ml.errors import EndpointError
 from ml.lock import environment_lock
 from ml.processes import ProcessRecord, command_digest, tagged
-from tests.conftest import lenient_gate, weak_training, write_config
+from tests.conftest import lenient_gate, open_gate, weak_training, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local-runtime")]
 # The kill -9 cases are in tests/test_kill_anywhere.py, a group of their own (they run beside these).
@@ -239,7 +239,7 @@ def test_an_emptied_registry_is_refused_and_rebuilt_with_its_numbers(trained: Pa
     state = trained
     before = registry_rows(state)
     (state / "registry.sqlite").unlink()
-    second = configured(tmp_path / "second", data={"seed": 7}, gate={"max_regression": 0.5})
+    second = configured(tmp_path / "second", data={"seed": 7}, gate=open_gate())
     refused = cli(state, "pipeline", config=second)
     assert refused.returncode == 1
     assert "is missing, but 1 version(s) were registered" in " ".join(refused.stdout.split())
@@ -527,7 +527,7 @@ def test_a_fixed_port_survives_version_switches(trained: Path, tmp_path: Path) -
         break
     fixed = configured(tmp_path / "fixed", serve={"port": port})
     assert cli(state, "deploy", config=fixed).returncode == 0
-    second = configured(tmp_path / "fixed2", serve={"port": port}, data={"seed": 11}, gate={"max_regression": 0.5})
+    second = configured(tmp_path / "fixed2", serve={"port": port}, data={"seed": 11}, gate=open_gate())
     assert cli(state, "pipeline", config=second).returncode == 0
     record = json.loads((state / "endpoint" / "endpoint.json").read_text())
     assert (record["port"], record["version"]) == (port, 2)
@@ -547,7 +547,7 @@ def test_a_fixed_port_in_use_is_refused_at_once(state: Path, tmp_path: Path) -> 
 def test_gc_keeps_the_recent_and_the_serving(trained: Path, tmp_path: Path) -> None:
     state = trained
     assert cli(state, "deploy").returncode == 0  # v1 serves, unpacked
-    config = configured(tmp_path / "s21", data={"seed": 21}, gate={"max_regression": 0.5})
+    config = configured(tmp_path / "s21", data={"seed": 21}, gate=open_gate())
     assert cli(state, "pipeline", config=config).returncode == 0  # v2 serves; v1's folders remain
     assert len(list((state / "jobs").iterdir())) == 4  # a train and an eval job per run
     assert len([p for p in (state / "endpoint" / "versions").glob("v*") if p.is_dir()]) >= 2

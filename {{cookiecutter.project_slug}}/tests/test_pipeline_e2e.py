@@ -12,9 +12,10 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -28,7 +29,7 @@ from ml.errors import EndpointError
 from ml.schema import Task
 from ml.steps import monitor as monitor_step
 from ml.summary import Summary
-from tests.conftest import quiet_console, write_config
+from tests.conftest import merge, open_gate, quiet_console, weak_training, write_config
 from tests.data_factory import csv_line, example_frame, good_frame, numeric_features, project_schema, write_csv
 
 SCHEMA = project_schema()
@@ -127,6 +128,88 @@ def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(
     # The same rejected inputs again: no retraining, and still rejected.
     assert main(["pipeline"]) == 3
     assert "unchanged since" in str(last_summary(champion.state)["error"])
+
+
+def _judged_metric() -> str:
+    """A metric every task's model has on any slice: accuracy, or mae for regression."""
+    return "mae" if SCHEMA.task is Task.REGRESSION else "accuracy"
+
+
+def _cut(parts: int) -> dict[str, Any]:
+    """A slice of the project's own data: its first numeric feature in one group or halves at the median,
+    else its first categorical feature's first category against the rest."""
+    frame = pd.read_csv(load_config().root / load_config().data.source)
+    if NUMERIC is not None:
+        values = pd.to_numeric(frame[NUMERIC], errors="coerce")
+        edge = float(values.max()) + 1 if parts == 1 else float(values.median())
+        return {"column": NUMERIC, "bins": [edge], "min_rows": 1}
+    feature = SCHEMA.features[0]
+    return {"column": feature.name, "values": list(feature.categories[:1]), "min_rows": 1}
+
+
+def _beat_the_simple_model() -> dict[str, Any]:
+    return {"min_gain_over_simple": 0.0}
+
+
+def _be_perfect_on_a_slice() -> dict[str, Any]:
+    name = _judged_metric()
+    known = tasks.metric(SCHEMA.task, name)
+    perfect = known.highest if known.higher_is_better else known.lowest  # accuracy 1, or no error at all
+    return {"slices": {"probe": {**_cut(1), "thresholds": {name: perfect}}}}
+
+
+def _serve_both_halves_exactly_alike() -> dict[str, Any]:
+    return {
+        "slices": {"halves": _cut(2)},
+        "fairness": {"groups": ["halves"], "metrics": [_judged_metric()], "max_disparity": 0.0},
+    }
+
+
+# Each judgement alone, made strict, on the task's dummy model (class priors or the mean) with
+# every other check opened: the dummy reads no feature, so it loses to the linear model, is
+# imperfect on the whole test set, and scores two halves of a feature differently.
+JUDGEMENTS: dict[str, tuple[Callable[[], dict[str, Any]], str]] = {
+    "loses-to-the-simple-model": (_beat_the_simple_model, "vs simple baseline"),
+    "fails-a-slice": (_be_perfect_on_a_slice, "on probe = "),
+    "disparity-too-high": (_serve_both_halves_exactly_alike, f"{_judged_metric()} disparity across halves"),
+}
+
+
+@pytest.mark.parametrize(("seed", "judgement"), list(enumerate(JUDGEMENTS, start=101)), ids=list(JUDGEMENTS))
+def test_a_candidate_the_judgements_reject_leaves_the_champion_serving_and_nothing_half_written(
+    champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, judgement: str
+) -> None:
+    """A new model (its own split) that a baseline, a slice or a disparity rejects, and nothing else."""
+    registry_before, desired_before, serving_before = snapshot(champion.state)
+    strict, named = JUDGEMENTS[judgement]
+    gate = merge(open_gate(), strict())
+    config = write_config(tmp_path, data={"seed": seed}, gate=gate, **weak_training())
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    assert main(["pipeline"]) == 3
+    summary = last_summary(champion.state)
+    assert summary["status"] == "rejected"
+    failures = str(summary["error"]).split("\n  - ")[1:]
+    assert failures and all(named in failure for failure in failures), summary["error"]
+    registry_after, desired_after, serving_after = snapshot(champion.state)
+    assert registry_after == [*registry_before, (len(registry_before) + 1, "Rejected")]
+    assert desired_after == desired_before
+    assert serving_after == serving_before == 1
+
+
+def test_a_slice_of_a_column_the_data_lacks_fails_before_any_job(
+    champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = snapshot(champion.state)
+    jobs = sorted((champion.state / "jobs").iterdir())
+    config = write_config(
+        tmp_path, data={"seed": 100}, gate={"slices": {"probe": {"column": "no such column", "bins": [1.0]}}}
+    )
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    assert main(["pipeline"]) == 1
+    error = " ".join(str(last_summary(champion.state)["error"]).split())
+    assert "[gate.slices.probe].column = 'no such column'" in error and "name one of them" in error
+    assert sorted((champion.state / "jobs").iterdir()) == jobs  # no training, no evaluation
+    assert snapshot(champion.state) == before
 
 
 # Corruptions of the project's own data, by what its schema declares (tests/test_validation.py covers every kind).
@@ -256,7 +339,7 @@ def test_each_step_runs_on_its_own_as_the_make_targets_do(
     champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A new split makes a new candidate; a generous tolerance makes the gate outcome certain.
-    config = write_config(tmp_path, data={"seed": 7}, gate={"max_regression": 0.5})
+    config = write_config(tmp_path, data={"seed": 7}, gate=open_gate())
     monkeypatch.setenv("MLOPS_CONFIG", str(config))
     for command in ("data", "train", "evaluate", "register", "promote", "deploy", "smoke-test", "status"):
         assert main([command]) == 0, command

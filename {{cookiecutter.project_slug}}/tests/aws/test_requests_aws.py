@@ -56,7 +56,20 @@ def test_evaluation_runs_as_a_processing_job_with_kms(trained: Account) -> None:
     assert request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == key
     assert request["ProcessingOutputConfig"]["KmsKeyId"] == key
     assert request["AppSpecification"]["ImageUri"].endswith(IMAGE_TAG)
-    assert {i["InputName"] for i in request["ProcessingInputs"]} == {"model", "test", "code"}
+    inputs = {i["InputName"]: i["S3Input"] for i in request["ProcessingInputs"]}
+    assert set(inputs) == {"model", "test", "train", "judging", "code"}
+    # The baselines are fitted on the split the candidate was trained on.
+    (training,) = aws.emulator.requests["training"]
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in training["InputDataConfig"]}
+    assert inputs["train"]["S3Uri"] == channels["train"]
+    # The slices to measure travel as a file: each container argument is capped at 256 characters.
+    bucket, key = inputs["judging"]["S3Uri"][5:].split("/", 1)
+    judging = json.loads(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert judging["primary_metric"] == CONFIG.gate.primary_metric
+    assert {name: spec["column"] for name, spec in judging["slices"].items()} == {
+        name: spec.column for name, spec in CONFIG.gate.slices.items()
+    }
+    assert inputs["judging"]["LocalPath"] == "/opt/ml/processing/input/judging"
 
 
 def test_the_model_package_carries_metrics_lineage_and_approval(trained: Account) -> None:

@@ -304,17 +304,31 @@ class World:
         the end-to-end tests do). Whether a retrain on a few more rows beats the champion, or an
         absolute threshold, depends on how a data set's rows happen to split (wine's 36 test rows move
         a metric by 0.028 a row), and the sequence must not."""
-        schema = schema_for(self.config)
+        task = schema_for(self.config).task
+
+        def loosest(name: str) -> float:  # a score's lowest value; an error's largest TOML holds
+            return max(-1e12, min(1e12, metric(task, name).loosest))
+
+        def span(name: str) -> float:  # how far apart two of its values can be
+            return min(1e12, metric(task, name).highest - metric(task, name).lowest)
+
+        gate = self.config.gate
         lines, section = [], ""
         for line in text.splitlines():
             stripped = line.strip()
+            key = stripped.split("=", 1)[0].strip() if "=" in stripped and not stripped.startswith("#") else ""
             if stripped.startswith("["):
                 section = stripped
-            elif section == "[gate]" and stripped.startswith("max_regression"):
+            elif section == "[gate]" and key == "max_regression":
                 line = "max_regression = 1e9"
-            elif section == "[gate.thresholds]" and "=" in stripped and not stripped.startswith("#"):
-                name = stripped.split("=", 1)[0].strip()
-                line = f"{name} = {-1e9 if metric(schema.task, name).higher_is_better else 1e9}"
+            elif section == "[gate]" and key == "min_gain_over_simple":
+                line = f"min_gain_over_simple = {-span(gate.primary_metric)}"
+            elif section == "[gate.thresholds]" and key:
+                line = f"{key} = {loosest(key)}"
+            elif section.startswith("[gate.slices.") and key == "thresholds":
+                line = "thresholds = {}"
+            elif section == "[gate.fairness]" and key == "max_disparity":
+                line = f"max_disparity = {min([1e12, *map(span, gate.fairness.metrics)])}"
             lines.append(line)
         return "\n".join(lines) + "\n"
 
