@@ -99,8 +99,9 @@ class ArtifactStore(Protocol):
 class ModelRegistry(Protocol):
     group: str
 
-    def register(self, package: ModelPackage) -> ModelVersion:
-        """Record package atomically; refuse it if any artifact it names is missing."""
+    def register(self, package: ModelPackage, card: str = "") -> ModelVersion:
+        """Record package atomically, with its model card's content (ml/model_card.py) if given;
+        refuse it if any artifact it names is missing."""
         ...
 
     def get(self, version: int) -> ModelVersion: ...

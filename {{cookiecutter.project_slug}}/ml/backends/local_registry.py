@@ -106,7 +106,7 @@ class LocalModelRegistry:
         finally:
             connection.close()
 
-    def register(self, package: ModelPackage) -> ModelVersion:
+    def register(self, package: ModelPackage, card: str = "") -> ModelVersion:
         for uri in (package.model_uri, package.evaluation_uri):
             if not self._artifacts.exists(uri):
                 raise FileNotFoundError(
@@ -139,6 +139,8 @@ class LocalModelRegistry:
             assert version is not None
             registered = ModelVersion(version=version, group=self.group, created_at=created, package=package)
             # Written inside the transaction: if this fails, the version is not registered either.
+            if card:
+                atomic.write_text(self.journal / "model-cards" / f"v{version}.json", card)  # not a journal entry
             self._write_journal(registered)
         return registered
 

@@ -45,7 +45,7 @@ class SageMakerModelRegistry:
         self._image_uri = image_uri
         self._arn = f"arn:aws:sagemaker:{region}:{account_id}:model-package/{group}"
 
-    def register(self, package: ModelPackage) -> ModelVersion:
+    def register(self, package: ModelPackage, card: str = "") -> ModelVersion:
         for uri in (package.model_uri, package.evaluation_uri):
             if not self._artifacts.exists(uri):
                 raise FileNotFoundError(
@@ -86,6 +86,18 @@ class SageMakerModelRegistry:
                 "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": package.evaluation_uri}}
             },
             CustomerMetadataProperties=metadata,
+            # The card lives inside the package (a model package model card): created with it or
+            # not at all. A rejected version's card stays a draft; an approved one awaits review.
+            **(
+                {
+                    "ModelCard": {
+                        "ModelCardContent": card,
+                        "ModelCardStatus": "PendingReview" if package.approval_status == "Approved" else "Draft",
+                    }
+                }
+                if card
+                else {}
+            ),
             **baseline,
         )
         return self.get(int(response["ModelPackageArn"].rsplit("/", 1)[1]))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ml import lineage
-from ml.backends.base import ModelPackage
+from ml import atomic, lineage, model_card
+from ml.backends.base import ApprovalStatus, ModelPackage
 from ml.context import Context
 from ml.errors import GateRejectedError
 from ml.gate import Check, GateDecision
@@ -30,6 +32,7 @@ def build_lineage(ctx: Context, data: DataResult, trained: TrainResult) -> dict[
     return {
         "git_sha": git_sha,
         "git_dirty": str(dirty).lower(),
+        "git_branch": lineage.git_branch(),
         "data_source": data.source,
         "data_hash": data.data_hash,
         "split_hash": data.split_hash,
@@ -58,16 +61,23 @@ def store_baseline(ctx: Context, model_uri: str) -> dict[str, str]:
 
 def run(ctx: Context, data: DataResult, trained: TrainResult, evaluation: EvaluationResult) -> RegisterResult:
     registry = ctx.backends.registry
+    approval: ApprovalStatus = "Approved" if evaluation.passed else "Rejected"
+    lineage_facts = {**build_lineage(ctx, data, trained), **store_baseline(ctx, trained.model_uri)}
+    report_dir = Path(evaluation.report_dir)
+    report = json.loads((report_dir / "evaluation.json").read_text())
+    card = model_card.content(ctx.config, report, evaluation.checks, lineage_facts, trained.model_uri, approval)
     version = registry.register(
         ModelPackage(
             model_uri=trained.model_uri,
             evaluation_uri=evaluation.evaluation_uri,
             fingerprint=trained.fingerprint,
-            approval_status="Approved" if evaluation.passed else "Rejected",
+            approval_status=approval,
             metrics=evaluation.metrics,
-            lineage={**build_lineage(ctx, data, trained), **store_baseline(ctx, trained.model_uri)},
-        )
+            lineage=lineage_facts,
+        ),
+        card=model_card.serialised(card),
     )
+    write_card(card, report_dir, version.version, registry.group, approval)
     result = RegisterResult(version.version, version.package.approval_status, registry.group, trained.fingerprint)
     ctx.save("register", result)  # rejected too: a later `make promote` must not take an older result
     if not evaluation.passed:
@@ -79,3 +89,11 @@ def run(ctx: Context, data: DataResult, trained: TrainResult, evaluation: Evalua
             + (f"\nChampion v{champion.version} stays in place." if champion else "\nNo model was promoted.")
         )
     return result
+
+
+def write_card(card: dict[str, Any], report_dir: Path, version: int, group: str, approval: str) -> Path:
+    """model_card.md and model_card.html beside the evaluation, for a reviewer (and CI's artifacts)."""
+    text = model_card.markdown(card, version, group, approval)
+    atomic.write_text(report_dir / "model_card.md", text)
+    atomic.write_text(report_dir / "model_card.html", model_card.html(text, f"Model card: {group} v{version}"))
+    return report_dir / "model_card.md"

@@ -65,6 +65,13 @@ class Call:
 class Recorder:
     calls: list[Call] = field(default_factory=list)
 
+    @classmethod
+    def on(cls, account: Any) -> Recorder:
+        """A recorder of every request an account's session (and boto3's default one) sends."""
+        recorder = cls()
+        recorder.install(account.session, account.emulator)
+        return recorder
+
     def install(self, session: Any, emulator: Any) -> None:
         def record(params: dict[str, Any], model: Any, **_: Any) -> None:
             self.calls.append(Call(model.service_model.service_name, model.name, dict(params), emulator.running_job))

@@ -195,9 +195,7 @@ NAMESPACE = names.metrics_namespace(CONFIG.project.resource_prefix)
 
 @pytest.fixture(scope="module")
 def recorder(served: Account) -> Recorder:
-    calls = Recorder()
-    calls.install(served.session, served.emulator)
-    return calls
+    return Recorder.on(served)
 
 
 @pytest.fixture(scope="module")

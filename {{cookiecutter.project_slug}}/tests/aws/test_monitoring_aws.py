@@ -41,9 +41,7 @@ NAMESPACE = names.metrics_namespace(PREFIX)
 
 @pytest.fixture(scope="module")
 def recorder(aws_module: Account) -> Recorder:
-    calls = Recorder()
-    calls.install(aws_module.session, aws_module.emulator)
-    return calls
+    return Recorder.on(aws_module)
 
 
 @pytest.fixture(scope="module")

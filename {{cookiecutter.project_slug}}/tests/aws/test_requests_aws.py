@@ -13,15 +13,24 @@ import yaml
 
 from ml import schema
 from ml.__main__ import main
+from tests.aws.iam_calls import Recorder
 from tests.aws.steps import CONFIG, IMAGE_TAG, desired_version, packages, run_steps
 from tests.aws_fixtures import Account
+from tests.botocore_limits import refusals
+from tests.test_model_card import assert_in_aws_schema
 
 # One worker runs the whole module, so its shared account is set up once (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("aws-requests")
 
 
 @pytest.fixture(scope="module")
-def trained(aws_module: Account) -> Account:
+def calls(aws_module: Account) -> Recorder:
+    """Every request the steps send, as botocore builds it."""
+    return Recorder.on(aws_module)
+
+
+@pytest.fixture(scope="module")
+def trained(aws_module: Account, calls: Recorder) -> Account:
     """One run of the steps, shared by the tests that only inspect what it sent and stored."""
     run_steps()
     return aws_module
@@ -92,6 +101,23 @@ def test_the_model_package_carries_metrics_lineage_and_approval(trained: Account
     scored = evaluation["candidate"]["metrics"][CONFIG.gate.primary_metric]
     assert scored == pytest.approx(float(properties[primary]), abs=1e-6)
     assert desired_version(aws) == "1"
+
+
+def test_the_model_package_carries_its_model_card_in_aws_schema(trained: Account, calls: Recorder) -> None:
+    """Created with the package (a model package model card), so there is never one without the other."""
+    (request,) = [c.params for c in calls.calls if c.operation == "CreateModelPackage"]
+    assert refusals("sagemaker", "CreateModelPackage", request) == []
+    card = request["ModelCard"]
+    assert card["ModelCardStatus"] == "PendingReview"  # approved by the gate; people review the promotion
+    content = json.loads(card["ModelCardContent"])
+    assert_in_aws_schema(content)
+    assert content["model_overview"]["model_artifact"] == [
+        request["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    ]
+    custom = content["additional_information"]["custom_details"]
+    assert custom["fingerprint"] == request["CustomerMetadataProperties"]["fingerprint"]
+    names = {group["name"] for group in content["evaluation_details"][0]["metric_groups"]}
+    assert {"candidate", "simple baseline", "trivial baseline", "feature importance"} <= names
 
 
 def test_an_unchanged_rerun_reuses_the_registered_model(trained: Account) -> None:
