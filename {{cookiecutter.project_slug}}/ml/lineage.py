@@ -53,3 +53,33 @@ def _git(root: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=root, check=True, capture_output=True, text=True, timeout=10
     ).stdout.strip()
+
+
+RELEASE_BRANCH = "main"  # what the GitOps workflows deploy from (.github/workflows/pipeline.yml)
+
+
+def git_branch(root: Path = PROJECT_ROOT) -> str:
+    """The branch being built: GitHub's for a pushed branch, the pull request's head for a pull
+    request (its GITHUB_REF is refs/pull/N/merge), else the checkout's ("HEAD" when detached)."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        ref = os.environ.get("GITHUB_REF", "")
+        if ref.startswith("refs/heads/"):
+            return ref.removeprefix("refs/heads/")
+        return os.environ.get("GITHUB_HEAD_REF") or ref or "unknown"
+    try:
+        return _git(root, "rev-parse", "--abbrev-ref", "HEAD") or "unknown"
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def release_doubts(facts: dict[str, str]) -> list[str]:
+    """Why a registered version may not be what main holds, from its recorded lineage."""
+    doubts = []
+    if facts.get("git_dirty") == "true":
+        doubts.append(
+            f"it was trained from a working tree with uncommitted changes (git {facts.get('git_sha', '')[:12]})"
+        )
+    branch = facts.get("git_branch")
+    if branch is not None and branch != RELEASE_BRANCH:
+        doubts.append(f"it was trained from {branch!r}, not {RELEASE_BRANCH!r}")
+    return doubts

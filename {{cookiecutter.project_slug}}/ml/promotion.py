@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ml.backends.base import DesiredState, ModelVersion
 from ml.errors import PipelineError
+from ml.lineage import release_doubts
 
 COMMENT_MARKER = "<!-- mlops-promotion -->"
 PREVIEW_PENDING = "_The preview job adds `pulumi preview` of this change here._"
@@ -35,6 +37,25 @@ class PreparedPromotion:
     body: str
     comment: str
     changed: bool
+
+
+def check_release(model: ModelVersion, target: str, warn: Callable[[str], None]) -> None:
+    """A version is promoted into an AWS environment from CI only if main's clean tree built it.
+
+    Its lineage (ml/lineage.py) says whether the tree was dirty and which branch it came from. In
+    GitHub Actions a doubt refuses the promotion; elsewhere (a laptop, the local environment) it is
+    a warning, because the stack file it writes still reaches AWS only through a reviewed merge.
+    """
+    doubts = release_doubts(model.package.lineage)
+    if not doubts:
+        return
+    text = f"v{model.version} may not be what main holds: " + "; and ".join(doubts)
+    if os.environ.get("GITHUB_ACTIONS") == "true" and target != "local":
+        raise PipelineError(
+            f"refusing to promote to {target}: {text}. Retrain from main: a push to main runs "
+            "pipeline.yml, which registers a version built from main's commit."
+        )
+    warn(f"{text}. CI would refuse to promote it to an AWS environment.")
 
 
 def branch_for(target: str) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.markup import escape
+
 from ml.backends.base import DesiredState, ModelVersion
 from ml.context import Context
 from ml.errors import PipelineError
+from ml.promotion import check_release
 from ml.steps.deploy import deployable
 
 
@@ -38,8 +41,18 @@ def run(ctx: Context, version: int, target: DesiredState | None = None) -> Promo
     except PipelineError as exc:
         raise PipelineError(f"cannot promote: {exc}") from None
     state = target or backends.desired_state
+    environment = target_environment(ctx, state)
+    check_release(model, environment, lambda text: ctx.console.print(f"[yellow]warning:[/] {escape(text)}"))
     previous = state.read()
     changed = state.write(version, monitoring_keys(model))
     verb = "promoted" if changed else "already promoted"
     ctx.console.print(f"{verb} v{version} in {state.path}" + (f" (was v{previous})" if changed and previous else ""))
     return PromoteResult(version, previous, changed, str(state.path))
+
+
+def target_environment(ctx: Context, state: DesiredState) -> str:
+    """The environment a desired state belongs to: infra/Pulumi.<env>.yaml's, or this run's."""
+    name = state.path.name
+    if name.startswith("Pulumi.") and name.endswith(".yaml"):
+        return name.removeprefix("Pulumi.").removesuffix(".yaml")
+    return ctx.config.env

@@ -16,7 +16,8 @@ from ml.backends.base import ModelPackage, ModelVersion
 from ml.backends.desired_state import StackConfigFile
 from ml.config import PROJECT_ROOT, load_config
 from ml.errors import PipelineError
-from ml.promotion import GitIdentity, prepare
+from ml.lineage import git_branch
+from ml.promotion import GitIdentity, check_release, prepare
 
 PREFIX = load_config().project.resource_prefix
 
@@ -131,3 +132,67 @@ def test_uncommitted_edits_to_the_stack_file_stop_the_promotion(repo: Path) -> N
     with pytest.raises(PipelineError, match="uncommitted changes"):
         prepare(repo / "infra", "staging", staging(repo), model(7), None)
     assert path.read_text().endswith("# local edit\n")
+
+
+# ---- a version reaches AWS from CI only if main's clean tree built it ----
+
+
+def lineage_of(**facts: str) -> ModelVersion:
+    built = model(5)
+    package = ModelPackage(**{**built.package.__dict__, "lineage": {**built.package.lineage, **facts}})
+    return ModelVersion(built.version, built.group, built.created_at, package)
+
+
+@pytest.mark.parametrize(
+    ("facts", "doubt"),
+    [
+        ({"git_dirty": "true", "git_branch": "main"}, "uncommitted changes"),
+        ({"git_dirty": "false", "git_branch": "feature/x"}, "trained from 'feature/x', not 'main'"),
+    ],
+)
+def test_ci_refuses_to_promote_a_version_main_did_not_build(
+    monkeypatch: pytest.MonkeyPatch, facts: dict[str, str], doubt: str
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    warnings: list[str] = []
+    with pytest.raises(
+        PipelineError, match=f"refusing to promote to staging: v5 may not be what main holds: .*{doubt}"
+    ):
+        check_release(lineage_of(**facts), "staging", warnings.append)
+    # The local environment, even in CI (ci.yml's end-to-end job on a pull request), only warns.
+    check_release(lineage_of(**facts), "local", warnings.append)
+    assert len(warnings) == 1 and doubt in warnings[0]
+
+
+def test_outside_ci_a_doubtful_version_is_promoted_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    warnings: list[str] = []
+    check_release(lineage_of(git_dirty="true", git_branch="main"), "prod", warnings.append)
+    assert warnings == [
+        "v5 may not be what main holds: it was trained from a working tree with uncommitted changes (git abc123). "
+        "CI would refuse to promote it to an AWS environment."
+    ]
+
+
+def test_a_clean_version_from_main_or_one_registered_before_branches_were_recorded_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    warnings: list[str] = []
+    check_release(lineage_of(git_dirty="false", git_branch="main"), "prod", warnings.append)
+    check_release(model(5), "prod", warnings.append)  # its lineage has no git_branch: nothing to doubt
+    assert warnings == []
+
+
+def test_the_branch_is_githubs_in_actions_and_the_checkouts_elsewhere(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_REF", "refs/heads/main")
+    assert git_branch(repo) == "main"
+    monkeypatch.setenv("GITHUB_REF", "refs/pull/7/merge")
+    monkeypatch.setenv("GITHUB_HEAD_REF", "feature/x")
+    assert git_branch(repo) == "feature/x"  # a pull request's merge commit is not main's
+    monkeypatch.delenv("GITHUB_ACTIONS")
+    git(repo, "switch", "--quiet", "-c", "experiment")
+    assert git_branch(repo) == "experiment"
