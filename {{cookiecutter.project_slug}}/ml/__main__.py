@@ -83,6 +83,36 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(ctx: Context, args: argparse.Namespace) -> int:
+    from ml.steps import tune as tune_step
+
+    data = data_step.run(ctx)
+    ctx.save("data", data)
+    result = tune_step.run(ctx, data, write=args.write)
+    report = json.loads((Path(result.report) / "tuning.json").read_text())
+    table = Table(title=f"tuning: {report['rounds']} rounds of successive halving in {report['seconds']:.1f}s")
+    for column in ("round", "rows", result.metric, "±", "parameters"):
+        table.add_column(column, justify="right" if column in ("round", "rows", result.metric, "±") else "left")
+    for candidate in report["candidates"][:TUNE_SHOWN]:
+        shown = ", ".join(f"{k}={v}" for k, v in candidate["params"].items())
+        table.add_row(str(candidate["round"]), str(candidate["rows"]), f"{candidate['score']:.4f}",
+                      f"{candidate['std']:.4f}", escape(shown))  # fmt: skip
+    ctx.console.print(table)
+    best = ", ".join(f"{k} = {v!r}" for k, v in result.best.items())
+    ctx.console.print(
+        f"best by cross-validation on the training split: {escape(best)} ({result.metric} {result.best_score:.4f})"
+    )
+    if result.written:
+        done = f"wrote them into [train.hyperparameters] in {ctx.config.path}: `make pipeline` trains with them"
+    else:
+        done = f"`make tune WRITE=1` writes them into [train.hyperparameters]; every candidate is in {result.report}"
+    ctx.console.print(escape(done), highlight=False)  # keys such as [train.hyperparameters] printed literally
+    return 0
+
+
+TUNE_SHOWN = 10  # the table's candidates, best first; the report holds them all
+
+
 def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
     data, trained = ctx.load("data", DataResult), ctx.load("train", TrainResult)
     existing = reuse.reused(ctx, trained)
@@ -237,6 +267,9 @@ def cmd_promotion_pr(ctx: Context, args: argparse.Namespace) -> int:
     else:
         version = last_registered(ctx)
     state = stack_file(ctx.config, args.to)
+    promotion.check_release(
+        registry.get(version), args.to, lambda text: ctx.console.print(f"[yellow]warning:[/] {escape(text)}")
+    )
     previous = state.read()
     # What the target serves now is what its stack file on main names: the comparison the reviewer needs.
     serving = registry.get(previous) if previous else None
@@ -769,6 +802,7 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "pipeline": cmd_pipeline,
     "data": cmd_data,
     "train": cmd_train,
+    "tune": cmd_tune,
     "evaluate": cmd_evaluate,
     "register": cmd_register,
     "promote": cmd_promote,
@@ -821,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
         "--to", choices=("dev", "staging", "prod"), help="promote: the environment whose stack file to edit"
     )
     parser.add_argument("--retrain", action="store_true", help="monitor: run the pipeline when violations are found")
+    parser.add_argument("--write", action="store_true", help="tune: write the best values into [train.hyperparameters]")
     parser.add_argument("--repair", action="store_true", help="registry-check: rebuild the database from the journal")
     parser.add_argument("--keep", type=int, default=3, help="gc: how many recent versions and jobs to keep")
     parser.add_argument("--input", help="label: a CSV with columns inference_id and label; predict: rows to score; "

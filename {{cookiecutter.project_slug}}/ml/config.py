@@ -184,6 +184,37 @@ class GateSection(_Section):
         return value
 
 
+class TuneSection(_Section):
+    """`make tune`: successive halving over [tune.space] on the training split (ml/tune.py)."""
+
+    cv: Annotated[int, Field(ge=2, le=20)] = 5  # cross-validation folds
+    factor: Annotated[int, Field(ge=2, le=10)] = 3  # each round keeps 1/factor of the candidates
+    candidates: Annotated[int, Field(ge=2, le=1000)] = 30  # drawn at random from the space
+    seed: int = 0
+    # [train.hyperparameters]' names, each with the values to try; the others stay as [train] sets them.
+    space: dict[str, tuple[int | float | str | bool, ...]] = Field(default_factory=dict)
+
+    @field_validator("space")
+    @classmethod
+    def _values(cls, value: dict[str, tuple[object, ...]]) -> dict[str, tuple[object, ...]]:
+        empty = sorted(name for name, values in value.items() if not values)
+        if empty:
+            raise ValueError(f"{', '.join(empty)} lists no value to try: give at least one, e.g. [100, 200]")
+        return value
+
+
+class ModelCardSection(_Section):
+    """What a person writes into every model card (ml/model_card.py); the pipeline adds the numbers."""
+
+    purpose: Annotated[str, Field(max_length=2048)] = ""
+    intended_uses: Annotated[str, Field(max_length=2048)] = ""
+    # What the model must not be used for, and what its evaluation cannot tell.
+    caveats: Annotated[str, Field(max_length=2048)] = ""
+    owner: Annotated[str, Field(max_length=1024)] = ""
+    # SageMaker's scale: High, Medium, Low or Unknown.
+    risk_rating: Literal["High", "Medium", "Low", "Unknown"] = "Unknown"
+
+
 class AwsSection(_Section):
     instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
     managed_spot: bool = False
@@ -257,6 +288,8 @@ class Config(_Section):
     data: DataSection = DataSection()
     train: TrainSection = TrainSection()
     gate: GateSection = GateSection()
+    tune: TuneSection = TuneSection()
+    model_card: ModelCardSection = ModelCardSection()
     aws: AwsSection = AwsSection()
     monitor: MonitorSection = MonitorSection()
     serve: ServeSection = ServeSection()

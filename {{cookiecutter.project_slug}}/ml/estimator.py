@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +80,42 @@ def check(path: str, hyperparameters: dict[str, str], task: Task, where: Path) -
             f"[train.hyperparameters] in {where} names {', '.join(unknown)}, which {estimator_class.__name__} does not "
             f"take (it takes {', '.join(sorted(accepted))}). Fix the name, or remove it."
         )
-    values = {name: parse_value(value) for name, value in hyperparameters.items()}
+    refused = _refusal(estimator_class, {name: parse_value(value) for name, value in hyperparameters.items()})
+    if refused:
+        raise ConfigError(
+            f"[train.hyperparameters] in {where} are not valid for {estimator_class.__name__}: {refused}. Fix the value."
+        )
+
+
+def _refusal(estimator_class: type[Any], values: dict[str, Any]) -> str:
+    """Why the estimator refuses these parameters (scikit-learn's own constraints, checked without
+    fitting), or "" if it takes them."""
     try:
         configured = estimator_class(**values)
         validate = getattr(configured, "_validate_params", None)
         if callable(validate):
-            validate()  # scikit-learn's own parameter constraints, checked without fitting
+            validate()
     except (TypeError, ValueError) as error:
+        return str(error)
+    return ""
+
+
+def check_space(path: str, fixed: dict[str, str], space: Mapping[str, tuple[object, ...]], where: Path) -> None:
+    """Every name in [tune.space] is a parameter of the estimator, and every value one it accepts."""
+    estimator_class = resolve(path, where)
+    accepted = set(estimator_class().get_params(deep=False))
+    unknown = sorted(set(space) - accepted)
+    if unknown:
         raise ConfigError(
-            f"[train.hyperparameters] in {where} are not valid for {estimator_class.__name__}: {error}. Fix the value."
-        ) from None
+            f"[tune.space] in {where} names {', '.join(unknown)}, which {estimator_class.__name__} does not take "
+            f"(it takes {', '.join(sorted(accepted))}). Fix the name, or remove it."
+        )
+    base = {name: parse_value(value) for name, value in fixed.items()}
+    for name, values in space.items():
+        for value in values:
+            refused = _refusal(estimator_class, {**base, name: parse_value(value) if isinstance(value, str) else value})
+            if refused:
+                raise ConfigError(
+                    f"[tune.space].{name} in {where} tries {value!r}, which {estimator_class.__name__} refuses: "
+                    f"{refused}. Fix the value."
+                )

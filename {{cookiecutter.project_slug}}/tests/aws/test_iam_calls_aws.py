@@ -22,6 +22,7 @@ from tests.aws.steps import CONFIG, run_steps, serve_in_stack
 from tests.aws_fixtures import Account
 from tests.data_factory import example_frame, write_csv
 from tests.infra.iam.evaluate import allowed, role
+from tests.test_tune import tiny_search
 
 pytestmark = pytest.mark.xdist_group("aws-iam-calls")
 PREFIX, REGION, ACCOUNT = CONFIG.project.resource_prefix, CONFIG.project.aws_region, CONFIG.project.aws_account_id
@@ -29,11 +30,13 @@ PREFIX, REGION, ACCOUNT = CONFIG.project.resource_prefix, CONFIG.project.aws_reg
 
 @pytest.fixture(scope="module")
 def recorded(aws_module: Account, tmp_path_factory: pytest.TempPathFactory) -> tuple[Account, list[Call]]:
-    recorder = Recorder()
-    recorder.install(aws_module.session, aws_module.emulator)
+    recorder = Recorder.on(aws_module)
     run_steps()
     serve_in_stack(aws_module, 1)  # what deploy.yml's `pulumi up` leaves, then a batch on its model
     assert main(["batch", "--input", str(write_csv(example_frame().head(80), tmp_path_factory.mktemp("batch")))]) == 0
+    with pytest.MonkeyPatch.context() as patch:  # `make tune`, as the pipeline's role would run it
+        patch.setenv("MLOPS_CONFIG", str(tiny_search(tmp_path_factory.mktemp("tune"))))
+        assert main(["tune"]) == 0
     return aws_module, recorder.calls
 
 
