@@ -23,7 +23,7 @@ from ml.config import GateSection, MonitorSection
 from ml.errors import ConfigError
 from ml.schema import Schema, Task
 from tests.conftest import MakeConfig
-from tests.data_factory import project_schema, schema_frame, synthetic_schema, write_csv
+from tests.data_factory import good_frame, project_schema, schema_frame, synthetic_schema, write_csv
 from tests.model_factory import model_tarball
 
 TASKS = [Task.BINARY, Task.MULTICLASS, Task.REGRESSION]
@@ -207,6 +207,23 @@ def test_a_slice_group_of_one_class_has_no_macro_average_over_classes_it_lacks()
     ]
     assert small["metrics"]["roc_auc"] is None and small["metrics"]["recall"] is None
     assert large["metrics"]["recall"] == 0.0 and large["metrics"]["roc_auc"] == 0.5
+
+
+# ---- reproducibility ----
+
+
+@pytest.mark.parametrize("task", [None, *TASKS], ids=["project", *map(str, TASKS)])
+def test_training_twice_from_the_same_inputs_predicts_identically(tmp_path: Path, task: Task | None) -> None:
+    """Same data, code and parameters, same model: the fingerprint's promise (ml/lineage.py)."""
+    contract = project_schema() if task is None else synthetic_schema(task)
+    frame = None if task is None else schema_frame(contract, 200, seed=0)
+    rows = (good_frame(60) if task is None else schema_frame(contract, 60, seed=9)).drop(columns=[contract.label])
+    answers = []
+    for run in ("first", "second"):
+        tarball = model_tarball(tmp_path / run, contract=contract, frame=frame)
+        module, model = evaluate.load_packaged_model(tarball, tmp_path / f"{run}-unpacked")
+        answers.append(module.predict_fn(rows, model))
+    assert answers[0] == answers[1]  # every label and probability, bit for bit
 
 
 # ---- what the gate decides ----

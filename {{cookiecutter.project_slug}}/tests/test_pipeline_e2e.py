@@ -31,6 +31,7 @@ from ml.steps import monitor as monitor_step
 from ml.summary import Summary
 from tests.conftest import merge, open_gate, quiet_console, weak_training, write_config
 from tests.data_factory import csv_line, example_frame, good_frame, numeric_features, project_schema, write_csv
+from tests.test_model_card import assert_card_beside, assert_in_aws_schema, registered_card
 
 SCHEMA = project_schema()
 # A model no better than guessing: whatever the project's task, the gate must reject it.
@@ -96,8 +97,11 @@ def test_the_first_run_trains_registers_promotes_and_serves(champion: Champion) 
         Task.MULTICLASS: ("confusion_matrix.png", "per_class.png"),
         Task.REGRESSION: ("residuals.png",),
     }[SCHEMA.task]
-    for plot in plots:
+    for plot in (*plots, "importance.png", "slices.png"):
         assert (report / plot).read_bytes().startswith(b"\x89PNG")
+    # Its model card: beside the evaluation for people, and with the version, in AWS's schema.
+    assert_card_beside(report, 1, "Approved")
+    assert_in_aws_schema(registered_card(champion.ctx.backends.registry.journal, 1))  # type: ignore[attr-defined]
 
 
 def test_an_unchanged_rerun_reuses_the_model_and_says_so(champion: Champion) -> None:
@@ -194,6 +198,7 @@ def test_a_candidate_the_judgements_reject_leaves_the_champion_serving_and_nothi
     assert registry_after == [*registry_before, (len(registry_before) + 1, "Rejected")]
     assert desired_after == desired_before
     assert serving_after == serving_before == 1
+    assert_card_beside(Path(str(summary["paths"]["report"])), len(registry_after), "Rejected")  # type: ignore[index]
 
 
 def test_a_slice_of_a_column_the_data_lacks_fails_before_any_job(
