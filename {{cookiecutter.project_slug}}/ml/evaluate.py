@@ -34,6 +34,7 @@ import tarfile
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -85,30 +86,35 @@ def _truth(frame: pd.DataFrame, label: str, task: str, classes: list[Any]) -> np
 
 
 def task_metrics(
-    task: str, truth: np.ndarray[Any, Any], prediction: dict[str, Any], undefined: float = 0.0
+    task: str, truth: np.ndarray[Any, Any], prediction: dict[str, Any], undefined: float = 0.0, only: str = ""
 ) -> dict[str, float | None]:
-    """ml/tasks.py's metrics of the task on these rows.
+    """ml/tasks.py's metrics of the task on these rows (only that one, if `only` names one).
 
     On the whole test set a ratio with nothing to divide by counts as `undefined` = 0 (no predicted
     positive: precision 0), which fails a threshold rather than passing it. A slice is measured with
     undefined = nan, and such a metric is None: one class only (no ROC AUC), no positive (no
     recall), one row (no r2). The gate reports it as not judged instead of passing or failing it.
     """
+    calculators = _calculators(task, truth, prediction, undefined)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a slice without some class warns; its metric is still defined
-        values = _task_metrics(task, truth, prediction, undefined)
+        values = {name: calculate() for name, calculate in calculators.items() if not only or name == only}
     return {name: None if value is None or np.isnan(value) else float(value) for name, value in values.items()}
 
 
-def _task_metrics(
+Calculator = Callable[[], "float | None"]
+
+
+def _calculators(
     task: str, truth: np.ndarray[Any, Any], prediction: dict[str, Any], undefined: float
-) -> dict[str, float | None]:
+) -> dict[str, Calculator]:
+    """Each metric of the task, computed only when called: importance needs one, 150 times."""
     if task == "regression":
         predicted = np.asarray(prediction["values"], dtype=float)
         return {
-            "r2": metrics.r2_score(truth, predicted) if len(truth) > 1 else None,
-            "rmse": np.sqrt(metrics.mean_squared_error(truth, predicted)),
-            "mae": metrics.mean_absolute_error(truth, predicted),
+            "r2": lambda: metrics.r2_score(truth, predicted) if len(truth) > 1 else None,
+            "rmse": lambda: np.sqrt(metrics.mean_squared_error(truth, predicted)),
+            "mae": lambda: metrics.mean_absolute_error(truth, predicted),
         }
     names = [str(c) for c in prediction["classes"]]
     truth_text = truth.astype(str)
@@ -118,19 +124,19 @@ def _task_metrics(
         found = (predicted_text == names[1]).astype(int)
         scores = np.asarray(prediction["probabilities"], dtype=float).reshape(-1, 2)[:, 1]
         return {
-            "roc_auc": metrics.roc_auc_score(actual, scores) if len(set(actual)) == 2 else None,
-            "accuracy": metrics.accuracy_score(actual, found),
-            "f1": metrics.f1_score(actual, found, zero_division=undefined),
-            "precision": metrics.precision_score(actual, found, zero_division=undefined),
-            "recall": metrics.recall_score(actual, found, zero_division=undefined),
+            "roc_auc": lambda: metrics.roc_auc_score(actual, scores) if len(set(actual)) == 2 else None,
+            "accuracy": lambda: metrics.accuracy_score(actual, found),
+            "f1": lambda: metrics.f1_score(actual, found, zero_division=undefined),
+            "precision": lambda: metrics.precision_score(actual, found, zero_division=undefined),
+            "recall": lambda: metrics.recall_score(actual, found, zero_division=undefined),
         }
     macro: dict[str, Any] = {"labels": names, "average": "macro", "zero_division": undefined}
     return {
-        "accuracy": metrics.accuracy_score(truth_text, predicted_text),
-        "balanced_accuracy": metrics.balanced_accuracy_score(truth_text, predicted_text),
-        "f1_macro": metrics.f1_score(truth_text, predicted_text, **macro),
-        "precision_macro": metrics.precision_score(truth_text, predicted_text, **macro),
-        "recall_macro": metrics.recall_score(truth_text, predicted_text, **macro),
+        "accuracy": lambda: metrics.accuracy_score(truth_text, predicted_text),
+        "balanced_accuracy": lambda: metrics.balanced_accuracy_score(truth_text, predicted_text),
+        "f1_macro": lambda: metrics.f1_score(truth_text, predicted_text, **macro),
+        "precision_macro": lambda: metrics.precision_score(truth_text, predicted_text, **macro),
+        "recall_macro": lambda: metrics.recall_score(truth_text, predicted_text, **macro),
     }
 
 
@@ -370,7 +376,7 @@ def permutation_importance(
 
 
 def _metric(task: str, truth: np.ndarray[Any, Any], prediction: dict[str, Any], name: str) -> float:
-    value = task_metrics(task, truth, prediction)[name]
+    value = task_metrics(task, truth, prediction, only=name)[name]
     if value is None:
         raise ValueError(f"{name} is undefined on this test set (one class only?): choose another primary metric")
     return value

@@ -21,6 +21,8 @@ from ml.errors import PipelineError
 CONTENT_LIMIT = 100_000  # characters: ModelCardContent's maximum in SageMaker's API
 NAME_LIMIT = 63  # a metric group's name, in the model card schema
 TEXT_LIMIT = 2048  # the schema's longest free-text fields
+OBSERVATIONS_LIMIT = 1024  # training_observations, a shorter one
+AXIS_LIMIT = 63  # each bar chart label
 IMPORTANCE_SHOWN = 30  # features in the importance chart; the evaluation keeps them all
 
 
@@ -46,22 +48,22 @@ def content(config: Config, report: dict[str, Any], checks: list[dict[str, Any]]
             "intended_uses": _text(card.intended_uses),
             "risk_rating": card.risk_rating,
         },
+        # No objective_function: AWS documents it nested ({"function": {...}, "notes"}) while the schema
+        # sagemaker-core generates from has it flat; the objective is stated in the observations instead.
         "training_details": {
-            "objective_function": {
-                "function": "Minimize" if gate.primary_metric in ("rmse", "mae") else "Maximize",
-                "facet": gate.primary_metric,
-                "condition": "held-out test set",
-            },
             "training_observations": _text(
                 f"{lineage.get('estimator', config.train.estimator)} on {lineage.get('data_source', '')}; "
                 f"data {lineage.get('data_hash', '')[:12]}, split {lineage.get('split_hash', '')[:12]}, "
                 f"code {lineage.get('code_hash', '')[:12]}, git {lineage.get('git_sha', '')[:12]}"
                 + (" (dirty working tree)" if lineage.get("git_dirty") == "true" else "")
+                + f". Judged on {'minimising' if gate.primary_metric in ('rmse', 'mae') else 'maximising'} "
+                f"{gate.primary_metric} on the held-out test set.",
+                OBSERVATIONS_LIMIT,
             ),
             "training_job_details": {
                 "training_datasets": [lineage.get("data_source", "")],
                 "hyper_parameters": [
-                    {"name": name, "value": str(value)[:255]}
+                    {"name": name[:255], "value": (str(value) or '""')[:255]}
                     for name, value in sorted(config.train.hyperparameters.items())
                 ],
             },
@@ -103,7 +105,7 @@ def _metric_groups(report: dict[str, Any]) -> list[dict[str, Any]]:
             "name": f"permutation importance ({report['importance']['metric']})"[:255],
             "type": "bar_chart",
             "value": [round(item["mean"], 6) for item in shown],
-            "x_axis_name": [item["feature"] for item in shown],
+            "x_axis_name": [item["feature"][:AXIS_LIMIT] for item in shown],
             "y_axis_name": "drop when shuffled",
         }
         groups.append({"name": "feature importance", "metric_data": [chart]})
@@ -132,8 +134,8 @@ def _fairness(report: dict[str, Any], checks: list[dict[str, Any]]) -> str:
     return "Largest difference between the best and worst judged group: " + "; ".join(parts) + "."
 
 
-def _text(value: str) -> str:
-    return value if len(value) <= TEXT_LIMIT else value[: TEXT_LIMIT - 1] + "…"
+def _text(value: str, limit: int = TEXT_LIMIT) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def serialised(card: dict[str, Any]) -> str:
@@ -178,8 +180,7 @@ def markdown(card: dict[str, Any], version: int, group: str, approval: str) -> s
         "",
         "## Evaluation",
         "",
-        f"{evaluation['evaluation_observation']} Objective: {training['objective_function']['function'].lower()} "
-        f"{training['objective_function']['facet']}.",
+        evaluation["evaluation_observation"],
         "",
     ]
     lines += _evaluation_tables(evaluation["metric_groups"])

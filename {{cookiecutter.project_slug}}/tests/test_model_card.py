@@ -29,6 +29,27 @@ def assert_in_aws_schema(content: dict[str, Any]) -> None:
     assert set(content["model_overview"]) <= PACKAGE_OVERVIEW
     assert "model_package_details" not in content
     assert len(model_card.serialised(content)) <= model_card.CONTENT_LIMIT
+    assert documented_limits_broken(content) == []
+
+
+def documented_limits_broken(content: dict[str, Any]) -> list[str]:
+    """The limits of AWS's model package model card schema (model-registry-details.html#model-card-schema)
+    that sagemaker-core's shapes leave out: they would pass a card SageMaker refuses."""
+    broken = []
+    training = content.get("training_details", {})
+    if "objective_function" in training:  # documented nested, generated flat: sent in neither shape
+        broken.append("training_details.objective_function")
+    if len(training.get("training_observations", "")) > 1024:
+        broken.append("training_details.training_observations longer than 1024")
+    for parameter in training.get("training_job_details", {}).get("hyper_parameters", []):
+        if not 1 <= len(parameter["name"]) <= 255 or not 1 <= len(parameter["value"]) <= 255:
+            broken.append(f"hyper_parameters {parameter['name'][:40]!r}: name and value must be 1 to 255 characters")
+    for item in content.get("evaluation_details", []):
+        for group in item.get("metric_groups", []):
+            for metric in group["metric_data"]:
+                if metric["type"] == "bar_chart" and any(len(x) > 63 for x in metric["x_axis_name"]):
+                    broken.append(f"{group['name']}: a bar chart label longer than 63")
+    return broken
 
 
 REPORT: dict[str, Any] = {
@@ -77,6 +98,25 @@ def test_the_card_is_in_the_model_package_card_schema() -> None:
     groups = {g["name"] for g in content["evaluation_details"][0]["metric_groups"]}
     assert groups == {"candidate", "champion", "trivial baseline", "simple baseline", "slice size = < 12",
                       "slice size = >= 12", "slice size = missing", "feature importance"}  # fmt: skip
+
+
+def test_long_feature_names_and_empty_values_stay_within_the_documented_limits() -> None:
+    long_name = "a_feature_name_far_longer_than_the_sixty_three_characters_a_bar_chart_label_may_have"
+    importance = {
+        "metric": "roc_auc",
+        "features": [{"feature": long_name, "mean": 0.1, "std": 0.0}],
+        "no_contribution": [],
+    }
+    config = load_config()
+    empty = config.model_copy(
+        update={"train": config.train.model_copy(update={"hyperparameters": {"class_weight": ""}})}
+    )
+    content = model_card.content(
+        empty, {**REPORT, "importance": importance}, CHECKS, LINEAGE, "s3://b/m.tar.gz", "Approved"
+    )
+    assert documented_limits_broken(content) == []
+    chart = content["evaluation_details"][0]["metric_groups"][-1]["metric_data"][0]
+    assert chart["x_axis_name"] == [long_name[:63]]
 
 
 def test_a_metric_a_slice_cannot_define_is_left_out_not_sent_as_null() -> None:
