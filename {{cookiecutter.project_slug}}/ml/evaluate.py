@@ -35,6 +35,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -55,14 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--root", default="/opt/ml/processing")
     parser.add_argument("--label", default="", help="the label column (default: the candidate's schema's)")
     parser.add_argument("--reference-rows", type=int, default=25, help="test rows kept with their predictions")
-    parser.add_argument(
-        "--primary-metric", default="", help="the metric importance is measured by (default: the first)"
-    )
-    parser.add_argument(
-        "--slices",
-        default="{}",
-        help='JSON: {"name": {"column": c, "bins": [edges]} or {"column": c, "values": [...]}}',
-    )
     return parser.parse_args(argv)
 
 
@@ -185,11 +178,18 @@ def _regression(truth: np.ndarray[Any, Any], prediction: dict[str, Any]) -> dict
     }
 
 
+def predicted(
+    module: ModuleType, model: Any, frame: pd.DataFrame, label: str
+) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
+    """The frame's truth and the model's answers for it, through its own predict_fn."""
+    return _truth(frame, label, model["task"], list(model["classes"])), module.predict_fn(
+        frame.drop(columns=[label]), model
+    )
+
+
 def score(module: ModuleType, model: Any, frame: pd.DataFrame, label: str) -> dict[str, Any]:
     """The task's metrics (ml/tasks.py lists them) and what its plots need, on this frame."""
-    prediction = module.predict_fn(frame.drop(columns=[label]), model)
-    truth = _truth(frame, label, model["task"], list(model["classes"]))
-    return scored(model["task"], truth, prediction)
+    return scored(model["task"], *predicted(module, model, frame, label))
 
 
 def scored(task: str, truth: np.ndarray[Any, Any], prediction: dict[str, Any]) -> dict[str, Any]:
@@ -308,36 +308,42 @@ def slices(
     report = {}
     for name, spec in specs.items():
         names, groups = slice_groups(frame[spec["column"]], spec)
+        masks = {group: groups == group for group in names}
         report[name] = {
             "column": spec["column"],
             "groups": [
                 {
                     "group": group,
-                    "rows": int((groups == group).sum()),
-                    "metrics": task_metrics(
-                        prediction["task"], truth[groups == group], _rows(prediction, groups == group), np.nan
-                    )
-                    if (groups == group).any()
+                    "rows": int(mask.sum()),
+                    "metrics": task_metrics(prediction["task"], truth[mask], _rows(prediction, mask), np.nan)
+                    if mask.any()
                     else {},
                 }
-                for group in names
+                for group, mask in masks.items()
             ],
         }
     return report
 
 
 def permutation_importance(
-    module: ModuleType, model: Any, features: pd.DataFrame, truth: np.ndarray[Any, Any], metric: str
+    module: ModuleType,
+    model: Any,
+    features: pd.DataFrame,
+    truth: np.ndarray[Any, Any],
+    metric: str,
+    unshuffled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """How much the metric drops when one feature's values are shuffled: what the model relies on.
 
     The shuffles are scikit-learn's permutation_importance's exactly (tests compare the two), but
     every shuffled copy is scored in one call of the model's own predict_fn instead of one call per
     feature and repeat: a forest's per-call overhead made that the slowest part of evaluation.
+    unshuffled: the model's answers for the features as they are, when the caller has them already.
     """
     task = model["task"]
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    reference_score = sign * _metric(task, truth, module.predict_fn(features, model), metric)
+    reference = unshuffled if unshuffled is not None else module.predict_fn(features, model)
+    reference_score = sign * _metric(task, truth, reference, metric)
     seed = np.random.RandomState(IMPORTANCE_SEED).randint(np.iinfo(np.int32).max + 1)
     copies = []
     for column in features.columns:
@@ -414,38 +420,45 @@ def evaluate(
             if tarball.exists():
                 module, model = load_packaged_model(tarball, Path(scratch) / role)
                 label = label or model["schema"]["label"]["name"]
-                report[role] = score(module, model, frame, label)
+                truth, prediction = predicted(module, model, frame, label)
+                report[role] = scored(model["task"], truth, prediction)
                 if role == "candidate":
                     report["reference"] = reference(module, model, text, label, reference_rows)
-                    report.update(judged_parts(root, module, model, frame, label, primary_metric, slice_specs or {}))
+                    judged = Judged(module, model, frame, label, truth, prediction)
+                    report.update(judged_parts(root, judged, primary_metric, slice_specs or {}))
     if report["candidate"] is None:
         raise FileNotFoundError(f"no candidate model at {root / 'input' / 'model'}")
     return report
 
 
-def judged_parts(
-    root: Path,
-    module: ModuleType,
-    model: Any,
-    frame: pd.DataFrame,
-    label: str,
-    primary_metric: str,
-    slice_specs: dict[str, Any],
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Judged:
+    """The candidate on the test set, predicted once for its metrics, its slices and its importance."""
+
+    module: ModuleType
+    model: Any
+    frame: pd.DataFrame
+    label: str
+    truth: np.ndarray[Any, Any]
+    prediction: dict[str, Any]
+
+
+def judged_parts(root: Path, judged: Judged, primary_metric: str, slice_specs: dict[str, Any]) -> dict[str, Any]:
     """The candidate's baselines, slices and feature importance on the test set."""
-    task, classes = model["task"], list(model["classes"])
-    truth = _truth(frame, label, task, classes)
+    module, model, frame, label, truth, prediction = (
+        judged.module, judged.model, judged.frame, judged.label, judged.truth, judged.prediction
+    )  # fmt: skip
+    task = model["task"]
     features = frame.drop(columns=[label])
     unknown = sorted({spec["column"] for spec in slice_specs.values()} - set(features.columns))
     if unknown:
         raise ValueError(f"judging.json slices column(s) {', '.join(unknown)}, which the test set does not have")
     clock = time.perf_counter()
-    prediction = module.predict_fn(features, model)
     parts: dict[str, Any] = {"slices": slices(frame, truth, prediction, slice_specs)}
     seconds = {"slices": time.perf_counter() - clock}
     clock = time.perf_counter()
     metric = primary_metric or next(iter(task_metrics(task, truth, prediction)))
-    parts["importance"] = permutation_importance(module, model, features, truth, metric)
+    parts["importance"] = permutation_importance(module, model, features, truth, metric, prediction)
     seconds["importance"] = time.perf_counter() - clock
     if (root / "input" / "train").is_dir():
         clock = time.perf_counter()
