@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ml import schema
 from ml.config import Config
 from ml.errors import PipelineError
+from ml.tasks import metric
 
 CONTENT_LIMIT = 100_000  # characters: ModelCardContent's maximum in SageMaker's API
 NAME_LIMIT = 63  # a metric group's name, in the model card schema
@@ -31,6 +33,7 @@ def content(config: Config, report: dict[str, Any], checks: list[dict[str, Any]]
     """The card's content in the model package model card schema."""
     card = config.model_card
     gate = config.gate
+    primary = metric(schema.for_config(config).task, gate.primary_metric)
     candidate = report["candidate"]
     failed = [c["name"] for c in checks if not c.get("passed", True)]
     unjudged = [f"{c['name']} ({c['not_judged']})" for c in checks if c.get("not_judged")]
@@ -56,7 +59,7 @@ def content(config: Config, report: dict[str, Any], checks: list[dict[str, Any]]
                 f"data {lineage.get('data_hash', '')[:12]}, split {lineage.get('split_hash', '')[:12]}, "
                 f"code {lineage.get('code_hash', '')[:12]}, git {lineage.get('git_sha', '')[:12]}"
                 + (" (dirty working tree)" if lineage.get("git_dirty") == "true" else "")
-                + f". Judged on {'minimising' if gate.primary_metric in ('rmse', 'mae') else 'maximising'} "
+                + f". Judged on {'maximising' if primary.higher_is_better else 'minimising'} "
                 f"{gate.primary_metric} on the held-out test set.",
                 OBSERVATIONS_LIMIT,
             ),

@@ -18,6 +18,14 @@ matplotlib.use("Agg")  # no display on CI runners or in containers
 import matplotlib.pyplot as plt
 
 
+def _saved(figure: Any, path: Path) -> Path:
+    """Lay the figure out, write it, and free it (pyplot keeps every open figure)."""
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def roc_curve(report: dict[str, Any], path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
     for role, style in (("candidate", "-"), ("champion", "--")):
@@ -29,10 +37,7 @@ def roc_curve(report: dict[str, Any], path: Path) -> Path:
     axes.plot([0, 1], [0, 1], ":", color="grey", label="chance")
     axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
     axes.legend(loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def confusion_matrix(report: dict[str, Any], path: Path) -> Path:
@@ -50,10 +55,7 @@ def confusion_matrix(report: dict[str, Any], path: Path) -> Path:
     ticks = list(range(len(classes)))
     axes.set(xticks=ticks, yticks=ticks, xticklabels=classes, yticklabels=classes, xlabel="predicted", ylabel="actual")
     axes.set_title("Confusion matrix (candidate)")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def per_class(report: dict[str, Any], path: Path) -> Path:
@@ -69,10 +71,7 @@ def per_class(report: dict[str, Any], path: Path) -> Path:
         xticks=list(range(len(classes))), xticklabels=classes, ylim=(0, 1.05), title="Per-class metrics (candidate)"
     )
     axes.legend(loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def residuals(report: dict[str, Any], path: Path) -> Path:
@@ -87,10 +86,7 @@ def residuals(report: dict[str, Any], path: Path) -> Path:
     right.scatter(predicted, [a - p for a, p in zip(actual, predicted, strict=True)], s=10, alpha=0.6)
     right.axhline(0, linestyle=":", color="grey")
     right.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals (candidate)")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def importance(report: dict[str, Any], path: Path) -> Path:
@@ -103,10 +99,7 @@ def importance(report: dict[str, Any], path: Path) -> Path:
     axes.axvline(0, color="grey", linewidth=0.8)
     axes.set_xlabel(f"drop in {report['importance']['metric']} when the feature is shuffled")
     axes.set_title("Permutation importance (candidate, test set)")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def slices(report: dict[str, Any], path: Path) -> Path:
@@ -122,10 +115,7 @@ def slices(report: dict[str, Any], path: Path) -> Path:
         axes.set(xticks=list(range(len(groups))), xticklabels=labels, ylabel=shown, title=f"{name} ({part['column']})")
         for index, value in enumerate(values):
             axes.text(index, value or 0.0, "n/a" if value is None else f"{value:.3f}", ha="center", va="bottom")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def evaluation_plots(report: dict[str, Any], directory: Path) -> list[Path]:

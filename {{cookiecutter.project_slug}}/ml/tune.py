@@ -17,6 +17,7 @@ Only the container's libraries may be imported here, as in train.py, whose prepa
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import sys
@@ -28,29 +29,39 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-LOWER_IS_BETTER = ("rmse", "mae")
 
 
-def _sibling(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"tune_{name}", HERE / f"{name}.py")
+@functools.cache
+def _evaluation() -> ModuleType:
+    """evaluate.py, which ships beside this file: the gate's metrics, and (its _sibling) train.py."""
+    spec = importlib.util.spec_from_file_location("tune_evaluate", HERE / "evaluate.py")
     if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"no {name}.py beside {__file__}")
+        raise FileNotFoundError(f"no evaluate.py beside {__file__}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while it runs
     spec.loader.exec_module(module)
     return module
 
 
+def _training() -> ModuleType:
+    training: ModuleType = _evaluation()._sibling("train")
+    return training
+
+
+def _sign(metric: str) -> float:
+    """1 for a score, -1 for an error metric: scikit-learn's search maximises."""
+    return -1.0 if metric in _evaluation().LOWER_IS_BETTER else 1.0
+
+
 def scorer(metric: str, task: str, classes: list[Any]) -> Any:
     """The gate's own metric (evaluate.py's task_metrics) as a scikit-learn scorer: higher is better."""
-    evaluation = _sibling("evaluate")
-    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    evaluation = _evaluation()
+    sign = _sign(metric)
 
     def score(estimator: Any, features: Any, truth: Any) -> float:
         prediction = evaluation.fitted_prediction(estimator, features, task, classes)
-        value = evaluation.task_metrics(
-            task, np.asarray(truth, dtype=object if task != "regression" else float), prediction
-        )[metric]
+        actual = np.asarray(truth, dtype=object if task != "regression" else float)
+        value = evaluation.task_metrics(task, actual, prediction, only=metric)[metric]
         return sign * float("nan" if value is None else value)
 
     return score
@@ -60,7 +71,7 @@ def search(frame: Any, schema: dict[str, Any], settings: dict[str, Any], n_jobs:
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401  # makes the class importable
     from sklearn.model_selection import HalvingRandomSearchCV, KFold, StratifiedKFold
 
-    training = _sibling("train")
+    training = _training()
     task = schema["label"]["task"]
     classes = list(schema["label"].get("classes", []))
     estimator = training.build_estimator(settings["estimator"], settings["fixed"], n_jobs)
@@ -77,7 +88,7 @@ def search(frame: Any, schema: dict[str, Any], settings: dict[str, Any], n_jobs:
         refit=False, error_score="raise",
     )  # fmt: skip
     halving.fit(training.features_frame(frame, schema), training.labels(frame, schema))
-    sign = -1.0 if settings["metric"] in LOWER_IS_BETTER else 1.0
+    sign = _sign(settings["metric"])
     results = halving.cv_results_
     candidates: list[dict[str, Any]] = [
         {
@@ -111,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=1)
     args = parser.parse_args(argv)
     root = Path(args.root)
-    training = _sibling("train")
+    training = _training()
     settings = json.loads((root / "input" / "tuning" / "tuning.json").read_text())
     schema = training.load_schema(root / "input" / "schema")
     frame = training.load_training_data(root / "input" / "train")
