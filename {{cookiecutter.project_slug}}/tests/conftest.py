@@ -50,23 +50,27 @@ def lenient_gate() -> dict[str, Any]:
     to the simple baseline allowed, and any disparity."""
     config = load_config(PROJECT_ROOT / "mlops.toml")
     task = schema_file.load(config.schema_path).task
-
-    def loosest(name: str) -> float:
-        # A score's lowest value, an error's (rmse, mae: maxima, unbounded) largest that TOML can hold.
-        return max(-1e12, min(1e12, metric(task, name).loosest))
-
-    def span(name: str) -> float:
-        return min(1e12, metric(task, name).highest - metric(task, name).lowest)
-
     return {
-        "thresholds": {name: loosest(name) for name in config.gate.thresholds},
+        "thresholds": {name: loosest(task, name) for name in config.gate.thresholds},
         "max_regression": 0.0,
-        "min_gain_over_simple": -span(config.gate.primary_metric),
+        "min_gain_over_simple": -span(task, config.gate.primary_metric),
         "slices": {
-            name: {"thresholds": {m: loosest(m) for m in spec.thresholds}} for name, spec in config.gate.slices.items()
+            name: {"thresholds": {m: loosest(task, m) for m in spec.thresholds}}
+            for name, spec in config.gate.slices.items()
         },
-        "fairness": {"max_disparity": min([1e12, *map(span, config.gate.fairness.metrics)])},
+        "fairness": {"max_disparity": min([1e12, *(span(task, m) for m in config.gate.fairness.metrics)])},
     }
+
+
+def loosest(task: Task, name: str) -> float:
+    """The threshold every model passes, as TOML can hold it: a score's lowest value, an error's
+    (rmse, mae: maxima, unbounded) largest."""
+    return max(-1e12, min(1e12, metric(task, name).loosest))
+
+
+def span(task: Task, name: str) -> float:
+    """How far apart two values of the metric can be, as TOML can hold it."""
+    return min(1e12, metric(task, name).highest - metric(task, name).lowest)
 
 
 def open_gate() -> dict[str, Any]:

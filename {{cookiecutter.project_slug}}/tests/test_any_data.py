@@ -20,8 +20,8 @@ from ml.__main__ import main
 from ml.config import load_config
 from ml.schema import Task
 from ml.schema import load as load_schema
-from ml.tasks import METRICS, SUGGESTED_GATE, SUGGESTED_QUALITY, metric, suggested_slices
-from tests.conftest import write_config
+from ml.tasks import METRICS, SUGGESTED_GATE, SUGGESTED_QUALITY, suggested_slices
+from tests.conftest import loosest, span, write_config
 from tests.data_factory import schema_frame, synthetic_schema, write_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("any-data")]
@@ -59,16 +59,6 @@ def switch(directory: Path, task: Task, monkeypatch: pytest.MonkeyPatch, rows: i
               "min_gain_over_simple": -span(task, primary), "slices": suggested["slices"], "fairness": fairness},
         monitor={"quality_metrics": list(SUGGESTED_QUALITY[task])},
     )  # fmt: skip
-
-
-def loosest(task: Task, name: str) -> float:
-    """The threshold every model passes, as TOML can hold it (an error's is unbounded)."""
-    return max(-1e12, min(1e12, metric(task, name).loosest))
-
-
-def span(task: Task, name: str) -> float:
-    """How far apart two values of the metric can be, as TOML can hold it."""
-    return min(1e12, metric(task, name).highest - metric(task, name).lowest)
 
 
 def configure(directory: Path, **sections: dict[str, Any]) -> Path:

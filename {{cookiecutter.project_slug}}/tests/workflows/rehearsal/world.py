@@ -22,7 +22,7 @@ from typing import Any
 from ml import names
 from ml.config import PROJECT_ROOT, load_config
 from ml.schema import for_config as schema_for
-from ml.tasks import metric
+from tests.conftest import loosest, span
 from tests.workflows.rehearsal import github_state as gh
 from tests.workflows.rehearsal import setup_guide
 from tests.workflows.rehearsal.runner import EMPTY_TREE, PULL_REQUEST_TYPES, ZERO, JobRun, Run, Runner
@@ -305,13 +305,6 @@ class World:
         absolute threshold, depends on how a data set's rows happen to split (wine's 36 test rows move
         a metric by 0.028 a row), and the sequence must not."""
         task = schema_for(self.config).task
-
-        def loosest(name: str) -> float:  # a score's lowest value; an error's largest TOML holds
-            return max(-1e12, min(1e12, metric(task, name).loosest))
-
-        def span(name: str) -> float:  # how far apart two of its values can be
-            return min(1e12, metric(task, name).highest - metric(task, name).lowest)
-
         gate = self.config.gate
         lines, section = [], ""
         for line in text.splitlines():
@@ -322,13 +315,13 @@ class World:
             elif section == "[gate]" and key == "max_regression":
                 line = "max_regression = 1e9"
             elif section == "[gate]" and key == "min_gain_over_simple":
-                line = f"min_gain_over_simple = {-span(gate.primary_metric)}"
+                line = f"min_gain_over_simple = {-span(task, gate.primary_metric)}"
             elif section == "[gate.thresholds]" and key:
-                line = f"{key} = {loosest(key)}"
+                line = f"{key} = {loosest(task, key)}"
             elif section.startswith("[gate.slices.") and key == "thresholds":
                 line = "thresholds = {}"
             elif section == "[gate.fairness]" and key == "max_disparity":
-                line = f"max_disparity = {min([1e12, *map(span, gate.fairness.metrics)])}"
+                line = f"max_disparity = {min([1e12, *(span(task, m) for m in gate.fairness.metrics)])}"
             lines.append(line)
         return "\n".join(lines) + "\n"
 
