@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ml import atomic, github, housekeeping, pipeline, promotion, reuse, schema
+from ml import atomic, github, housekeeping, pipeline, promotion, reuse, run_report, schema, tracking, ui
 from ml.backends import job_ledger, stack_file
 from ml.backends.desired_state import StackConfigFile
 from ml.backends.local_registry import LocalModelRegistry
@@ -61,6 +61,8 @@ def cmd_pipeline(ctx: Context, args: argparse.Namespace) -> int:
         summary.error = unexpected(ctx, exc, f"the {summary.failed_step() or 'pipeline'} step")
         code = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else 1
     summary.write(ctx.config.state_dir)
+    # After the record, never before: neither can fail or slow the run it describes.
+    record_report_and_tracking(ctx, summary)
     done = {record.name for record in summary.steps}
     for name in pipeline.STEPS:
         if name not in done:
@@ -68,6 +70,41 @@ def cmd_pipeline(ctx: Context, args: argparse.Namespace) -> int:
     summary.render(ctx.console)
     if summary.error:
         ctx.console.print(f"[bold red]error:[/] {escape(summary.error)}", highlight=False)
+    return code
+
+
+def record_report_and_tracking(ctx: Context, summary: Summary) -> None:
+    """The run's HTML report beside its record, then its MLflow sync started in the background."""
+    try:
+        summary.paths["run_report"] = str(run_report.write(ctx.config.state_dir, summary.to_json()))
+    except OSError as exc:
+        summary.tracking = f"the run report could not be written ({exc}); "
+    try:
+        summary.tracking += tracking.after_run(ctx.config)
+    except OSError as exc:
+        summary.tracking += f"not started ({exc}); the next run or `make ui` logs this run"
+
+
+def cmd_track(ctx: Context, args: argparse.Namespace) -> int:
+    """Log every recorded run MLflow does not have yet (what `make ui` runs first)."""
+    report = tracking.sync(ctx)
+    ctx.console.print(
+        f"MLflow ({report.uri}): {len(report.logged)} run(s) logged, {report.already} already there", highlight=False
+    )
+    for run_id, message in report.failed.items():
+        ctx.console.print(f"[yellow]not logged:[/] run {run_id}: {escape(message)}", highlight=False)
+    return 1 if report.failed else 0
+
+
+def cmd_ui(ctx: Context, args: argparse.Namespace) -> int:
+    """Catch MLflow up with every recorded run, then serve its UI on 127.0.0.1."""
+    code = cmd_track(ctx, args)
+    server, started = ui.start(ctx.config)
+    experiment = tracking.experiment_id(ctx.config)
+    where = f"{server.url}/#/experiments/{experiment}/runs" if experiment else server.url
+    ctx.console.print(
+        f"MLflow UI {'started' if started else 'already running'}: {where}  (`make stop` stops it)", highlight=False
+    )
     return code
 
 
@@ -749,6 +786,8 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
     stopped = ctx.backends.endpoint.stop()
     ctx.console.print(f"endpoint {ctx.backends.endpoint.name} {'stopped' if stopped else 'was not running'}")
+    if ui.stop(ctx.config):
+        ctx.console.print("MLflow UI stopped")
     return 0
 
 
@@ -800,6 +839,8 @@ def cmd_registry_check(ctx: Context, args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "pipeline": cmd_pipeline,
+    "track": cmd_track,
+    "ui": cmd_ui,
     "data": cmd_data,
     "train": cmd_train,
     "tune": cmd_tune,

@@ -55,6 +55,8 @@ def _run(ctx: Context, summary: Summary) -> Summary:
         prepare_jobs(ctx)
     data = summary.step("data", lambda: data_step.run(ctx), lambda r: f"{r.rows} rows, hash {r.data_hash[:12]}")
     ctx.save("data", data)
+    summary.data = {"hash": data.data_hash, "rows": data.rows}
+    summary.params = {"estimator": config.train.estimator, **config.train.hyperparameters}
     if data.reused:
         summary.steps[-1].status = "reused"
     if not training and train_step.reusable(ctx, data) is None:

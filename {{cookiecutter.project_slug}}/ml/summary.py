@@ -55,6 +55,11 @@ class Summary:
     # The gate's checks, the baselines' metrics and the features' importance (ml/steps/evaluate.py).
     evaluation: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    # The estimator and its hyperparameters, and the data's hash: an MLflow run's params and tags.
+    params: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    # What became of the run in MLflow (ml/tracking.py): printed, not recorded.
+    tracking: str = ""
     _clock: float = field(default_factory=time.perf_counter, repr=False)
     _running: str | None = field(default=None, repr=False)
 
@@ -123,6 +128,8 @@ class Summary:
             "paths": self.paths,
             "evaluation": self.evaluation,
             "error": self.error,
+            "params": self.params,
+            "data": self.data,
             "failed_step": self.failed_step() if self.status in ("failed", "interrupted") else None,
         }
 
@@ -152,10 +159,16 @@ class Summary:
             console.print(self._checks_table())
         if self.evaluation.get("importance"):
             console.print(self._importance_line(), highlight=False)
-        facts = Table(show_header=False, title="where things are")
-        for key, value in [*self.model.items(), *self.paths.items()]:
+        facts = Table(show_header=False, title="model")
+        for key, value in self.model.items():
             facts.add_row(key, escape(str(value)))
         console.print(facts)
+        # Paths and URLs on lines of their own, never wrapped or cut: they are copied and opened.
+        console.print("[bold]where things are[/]")
+        for key, value in self.paths.items():
+            console.print(f"  {key}: {escape(_shown(value))}", soft_wrap=True, highlight=False)
+        if self.tracking:
+            console.print(f"  tracking: {escape(self.tracking)}", soft_wrap=True, highlight=False)
 
     def _metrics_table(self) -> Table:
         metrics = Table(title="metrics (held-out test set)")
@@ -195,3 +208,11 @@ class Summary:
                 "(unused, or a correlated feature stands in for them): see importance.png in the report"
             )
         return escape(line)
+
+
+def _shown(value: str) -> str:
+    """A path under the working directory, relative to it; anything else (a URL, elsewhere) as it is."""
+    try:
+        return str(Path(value).resolve().relative_to(Path.cwd().resolve())) if value.startswith("/") else value
+    except ValueError:
+        return value

@@ -98,6 +98,15 @@ def console_text(ctx: Context) -> str:
     return stream.getvalue()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_background_tracking() -> Iterator[None]:
+    """Every pipeline run would start an MLflow sync of its own in the background (ml/tracking.py);
+    tests/test_tracking.py turns it on where it is the subject."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_TRACKING", "off")
+        yield
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     state = tmp_path / "state"
