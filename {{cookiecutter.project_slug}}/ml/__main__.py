@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -21,8 +22,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ml import atomic, github, housekeeping, pipeline, promotion, reuse, run_report, schema, tracking, ui
+from ml import atomic, charts, github, housekeeping, pipeline, promotion, reuse, run_report, schema, tracking, ui
 from ml.backends import job_ledger, stack_file
+from ml.backends.base import ModelVersion
 from ml.backends.desired_state import StackConfigFile
 from ml.backends.local_registry import LocalModelRegistry
 from ml.context import Context, make_context
@@ -144,6 +146,7 @@ def cmd_tune(ctx: Context, args: argparse.Namespace) -> int:
     else:
         done = f"`make tune WRITE=1` writes them into [train.hyperparameters]; every candidate is in {result.report}"
     ctx.console.print(escape(done), highlight=False)  # keys such as [train.hyperparameters] printed literally
+    ctx.console.print(f"tracking: {escape(tracking.after_run(ctx.config))}", highlight=False)
     return 0
 
 
@@ -176,11 +179,32 @@ def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
         ctx.console.print(
             f"{mark} {escape(check['name'])} = {check['value']:.4f} (needs {relation} {check['required']:.4f})"
         )
-    ctx.console.print(f"plots and evaluation.json in {result.report_dir}")
+    report = run_report.write_evaluation(ctx.config, result)
+    ctx.console.print(f"plots and evaluation.json in {result.report_dir}; the report: {report}")
     step_summary(evaluation_markdown(result))
     if existing is not None and champion is not None:
         reuse.refuse_trailing(result, existing, champion)
     return 0
+
+
+def promotion_plots(ctx: Context, candidate: ModelVersion, serving: ModelVersion | None) -> str:
+    """The candidate's and the serving version's ROC curves and confusion matrices, from their
+    registered evaluations; a reviewer is told if one cannot be read, and the promotion goes on."""
+    parts: dict[str, dict[str, Any] | None] = {}
+    missing = []
+    for title, version in ((f"candidate v{candidate.version}", candidate), ("serving", serving)):
+        if version is None:
+            continue
+        if title == "serving":
+            title = f"serving v{version.version}"
+        try:
+            with tempfile.TemporaryDirectory() as scratch:
+                got = ctx.backends.artifacts.get(version.package.evaluation_uri, Path(scratch) / "evaluation.json")
+                parts[title] = json.loads(got.read_text()).get("candidate")
+        except Exception as exc:  # any store's error (S3's ClientError too): the plots are not worth a failed promotion
+            missing.append(f"v{version.version}'s evaluation could not be read ({type(exc).__name__}: {exc})")
+    drawn = charts.evaluation_charts(parts)
+    return "\n\n".join([drawn, *(f"_{note}_" for note in missing)]).strip()
 
 
 def step_summary(markdown: str) -> None:
@@ -223,6 +247,16 @@ def evaluation_markdown(result: EvaluationResult) -> str:
     if result.new_lineage:
         lines.append(f"\nNew lineage: {result.new_lineage}.")
     lines.append(f"\nGate: **{'passed' if result.passed else 'failed'}**.")
+    evaluation = json.loads((Path(result.report_dir) / "evaluation.json").read_text())
+    drawn = charts.evaluation_charts(
+        {"candidate": evaluation.get("candidate"), f"champion v{result.champion_version}": evaluation.get("champion")}
+    )
+    if drawn:
+        lines += ["", "#### Plots", "", drawn]
+    lines.append(
+        "\nEvery plot, the slices and the model card: `report.html` in this job's `pipeline-state-evaluate` "
+        f"artifact, under `reports/{Path(result.report_dir).name}/`."
+    )
     return "\n".join(lines)
 
 
@@ -312,7 +346,9 @@ def cmd_promotion_pr(ctx: Context, args: argparse.Namespace) -> int:
     serving = registry.get(previous) if previous else None
     bot = os.environ.get("PROMOTION_BOT")
     identity = github.bot_identity(bot) if bot else None
-    prepared = promotion.prepare(state.path.parent, args.to, state, registry.get(version), serving, identity)
+    candidate = registry.get(version)
+    plots = promotion_plots(ctx, candidate, serving)
+    prepared = promotion.prepare(state.path.parent, args.to, state, candidate, serving, identity, plots)
     out = ctx.config.state_dir / "promotion"
     out.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".md", prepared.body), (".title", prepared.title), ("-comment.md", prepared.comment)):

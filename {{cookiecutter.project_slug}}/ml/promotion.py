@@ -73,8 +73,12 @@ def body(target: str, model: ModelVersion, previous: int | None) -> str:
     )
 
 
-def comment(target: str, model: ModelVersion, serving: ModelVersion | None, preview: str | None = None) -> str:
-    """The one promotion comment, rewritten in place on every update (`gh pr comment --edit-last`)."""
+def comment(
+    target: str, model: ModelVersion, serving: ModelVersion | None, preview: str | None = None, plots: str = ""
+) -> str:
+    """The one promotion comment, rewritten in place on every update (`gh pr comment --edit-last`).
+    `plots` is Markdown GitHub draws itself (ml/charts.py): images would need URLs a private
+    repository's readers could fetch."""
     lines = [COMMENT_MARKER, f"### v{model.version} against what {target} serves now", ""]
     if serving is None:
         lines += [f"{target} serves no model yet.", "", f"| metric | candidate v{model.version} |", "|---|---|"]
@@ -91,6 +95,8 @@ def comment(target: str, model: ModelVersion, serving: ModelVersion | None, prev
             other = serving.package.metrics.get(name)
             row += f" {other:.4f} |" if other is not None else " - |"
         lines.append(row)
+    if plots:
+        lines += ["", plots]
     lines += ["", f"<details><summary>Lineage of v{model.version}</summary>", "", "| | |", "|---|---|"]
     lines += [f"| {key} | `{value}` |" for key, value in sorted(model.package.lineage.items())]
     lines += [
@@ -141,6 +147,7 @@ def prepare(
     model: ModelVersion,
     serving: ModelVersion | None,
     identity: GitIdentity | None = None,
+    plots: str = "",
 ) -> PreparedPromotion:
     """Commit the desired-state change on the target's promotion branch; leave the original branch as it was."""
     if not model.approved:
@@ -150,7 +157,7 @@ def prepare(
     branch = branch_for(target)
     title = f"Promote model v{model.version} to {target}"
     previous = state.read()
-    text = comment(target, model, serving)
+    text = comment(target, model, serving, plots=plots)
     if previous == model.version:
         return PreparedPromotion(branch, title, body(target, model, previous), text, changed=False)
     flags = _identity_flags(repo, identity)

@@ -12,9 +12,13 @@ import json
 import re
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ml import atomic
+
+if TYPE_CHECKING:
+    from ml.config import Config
+    from ml.steps.evaluate import EvaluationResult
 
 PLOTS = ("roc_curve.png", "confusion_matrix.png", "per_class.png", "residuals.png", "importance.png", "slices.png")
 STYLE = """
@@ -30,8 +34,8 @@ def path_for(state_dir: Path, run_id: str) -> Path:
     return state_dir / "runs" / f"{run_id}.html"
 
 
-def write(state_dir: Path, record: dict[str, Any]) -> Path:
-    """Write the run's report; returns its path."""
+def write(state_dir: Path, record: dict[str, Any], path: Path | None = None) -> Path:
+    """Write the run's report (beside its record unless told where); returns its path."""
     report_dir = Path(record["paths"]["report"]) if record.get("paths", {}).get("report") else None
     evaluation = _json(report_dir / "evaluation.json") if report_dir else {}
     parts = [
@@ -50,9 +54,26 @@ def write(state_dir: Path, record: dict[str, Any]) -> Path:
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
     )
-    path = path_for(state_dir, record["run_id"])
+    path = path or path_for(state_dir, record["run_id"])
     atomic.write_text(path, page)
     return path
+
+
+def write_evaluation(config: Config, result: EvaluationResult) -> Path:
+    """`make evaluate` on its own (CI runs the steps one job each): the evaluation's part of the report,
+    as report.html beside evaluation.json."""
+    record = {
+        "run_id": result.job_name,
+        "status": "gate passed" if result.passed else "gate failed",
+        "env": config.env,
+        "metrics": result.metrics,
+        "champion": {"version": result.champion_version, "metrics": result.champion_metrics}
+        if result.champion_metrics
+        else {},
+        "evaluation": {"checks": result.checks, "baselines": result.baselines, "importance": result.importance},
+        "paths": {"report": result.report_dir},
+    }
+    return write(config.state_dir, record, Path(result.report_dir) / "report.html")
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -83,7 +104,7 @@ def rows_cell(cell: str) -> str:
 
 def _header(record: dict[str, Any]) -> str:
     status = str(record.get("status"))
-    css = {"succeeded": "pass", "rejected": "warn"}.get(status, "fail")
+    css = {"succeeded": "pass", "gate passed": "pass", "rejected": "warn"}.get(status, "fail")
     model = record.get("model") or {}
     facts = [
         ("environment", record.get("env")),
@@ -98,10 +119,7 @@ def _header(record: dict[str, Any]) -> str:
     ]
     rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in facts if v not in (None, ""))
     error = f"<p class=fail><b>error:</b> {escape(record['error'])}</p>" if record.get("error") else ""
-    return (
-        f"<h1>Run {escape(record['run_id'])}: <span class={css}>{escape(status)}</span></h1>{error}"
-        f"<table>{rows}</table>"
-    )
+    return f"<h1>{escape(record['run_id'])}: <span class={css}>{escape(status)}</span></h1>{error}<table>{rows}</table>"
 
 
 def _steps(record: dict[str, Any]) -> list[list[str]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ml.config import PROJECT_ROOT
+from tests import mermaid
 from tests.workflows.rehearsal.runner import Cancel
 from tests.workflows.rehearsal.sandbox import rehearsal_cloud
 from tests.workflows.rehearsal.tools import WorkflowTools
@@ -122,13 +123,22 @@ def test_first_push_trains_registers_and_opens_a_promotion_pull_request_whose_ch
     assert results(world, "deploy.yml")["deploy-prod"] == "success", failures(world, "deploy.yml")
 
 
-def test_the_promotion_comment_compares_with_what_the_target_serves_and_shows_the_preview(world: World) -> None:
+def test_the_promotion_comment_compares_with_what_the_target_serves_and_shows_the_preview(
+    world: World, tmp_path: Path
+) -> None:
     """Finding 13: the comparison was with the candidate itself (the champion read after registering)."""
     body = comment(open_promotion(world, "staging"))
     assert "staging serves no model yet" in body
     assert re.search(r"^\| \w+ \| -?[0-9.]+ \|$", body, re.MULTILINE), body  # a metric row, whatever the task
     assert "Lineage" in body and "data_hash" in body
     assert f"{VERSION_KEY}: '' => '1'" in body  # the preview of staging with the change
+    # The evaluation's plots, in a form GitHub draws from the text in a private repository too: the
+    # ROC curve or the residuals as Mermaid charts (drawn here by Mermaid), a confusion matrix as a table.
+    sources = mermaid.blocks(body)
+    assert sources or "| true \\ predicted |" in body, body
+    if sources and mermaid.available():
+        drawn = mermaid.render(sources, tmp_path)
+        assert all(d.svg and not d.error for d in drawn), [d.error for d in drawn]
 
 
 def test_ci_on_a_pull_request_runs_preview_offline_for_every_stack(world: World) -> None:
