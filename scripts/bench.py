@@ -83,6 +83,40 @@ def measure_install(workdir: Path, env: dict[str, str]) -> dict[str, Any]:
     return figures
 
 
+def measure_tracking(baked: Baked, env: dict[str, str]) -> dict[str, Any]:
+    """A cold run with MLflow installed (its background sync on), how long the sync takes after the
+    run returns, `make ui` until its URL answers, and what the tracking group adds to the install."""
+    tracking_env = {**env, "MLOPS_TRACKING": "on", "MLOPS_UI_PORT": "0"}
+    baked.run_check("make", "clean", env=env)
+    seconds = timed(baked, tracking_env, "make", "pipeline")
+    returned = time.perf_counter()
+    run_id = json.loads(baked.read(".mlops/summary.json"))["run_id"]
+    status = baked.path / ".mlops" / "mlflow" / "status.json"
+    while time.perf_counter() - returned < 300:
+        if status.is_file() and run_id in json.loads(status.read_text()).get("logged", []):
+            break
+        time.sleep(0.1)
+    synced = time.perf_counter() - returned
+    try:
+        ui = timed(baked, tracking_env, "make", "ui")
+    finally:
+        baked.run("make", "stop", env=env)
+    scratch = baked.path.parent / "tracking-group"
+    sizes = {}
+    for label, groups in (("local", []), ("tracking", ["--group", "tracking"])):
+        venv = scratch / label
+        subprocess.run([env["UV"], "sync", "--locked", *groups], cwd=baked.path, check=True, capture_output=True,
+                       env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)})  # fmt: skip
+        sizes[label] = (directory_mb(venv), installed_packages(venv))
+    return {
+        "cold_pipeline_seconds": round(seconds, 2),
+        "background_sync_seconds": round(synced, 2),
+        "make_ui_seconds": round(ui, 2),
+        "group_size_mb": round(sizes["tracking"][0] - sizes["local"][0], 1),
+        "group_packages": sizes["tracking"][1] - sizes["local"][1],
+    }
+
+
 def floor_once(project: Baked) -> dict[str, float]:
     """A fresh interpreter running the raw train.py, then the model server until /ping answers."""
     job = sorted((project.path / ".mlops" / "jobs").glob("*-train-*"))[-1]
@@ -315,6 +349,8 @@ def main() -> None:
     # The generated suite: first with mypy's cache removed, then again with it warm.
     # The environment already holds every group; its install is not timed.
     baked.run_check("make", "install-all", env=env)
+    with console.status("tracking: a cold make pipeline with MLflow installed, its background sync, make ui"):
+        tracked = measure_tracking(baked, env)
     shutil.rmtree(baked.path / ".mypy_cache", ignore_errors=True)
     with console.status("make test, cold mypy cache"):
         test_cold = timed(baked, env, "make", "test")
@@ -344,6 +380,7 @@ def main() -> None:
         "load_burst": burst,
         "load_during_version_switch": switch,
         "batch": batch,
+        "tracking": tracked,
     }
     report = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -403,6 +440,18 @@ def main() -> None:
             f"{run['make_batch_seconds']:.2f} s in all); peak {run['peak_memory_mb']:.0f} MB",
             "peak set by one mini-batch, not the file",
         )
+    table.add_row(
+        "cold make pipeline, MLflow installed",
+        f"{tracked['cold_pipeline_seconds']:.2f} s; then the background sync, "
+        f"{tracked['background_sync_seconds']:.1f} s",
+        "the run waits for no MLflow work",
+    )
+    table.add_row("make ui until its URL answers", f"{tracked['make_ui_seconds']:.1f} s", "")
+    table.add_row(
+        "the tracking group's install",
+        f"+{tracked['group_size_mb']:.0f} MB, +{tracked['group_packages']} packages",
+        "outside the local path",
+    )
     console.print(table)
     console.print(f"wrote {args.output}")
 

@@ -123,7 +123,9 @@ def sync(ctx: Context, client: MlflowClient | None = None) -> SyncReport:
     """Log every recorded run MLflow lacks; a failure is reported per run and never raised."""
     config = ctx.config
     report = SyncReport(tracking_uri(config))
-    records = sorted((config.state_dir / "runs").glob("*.json"))
+    records = sorted((config.state_dir / "runs").glob("*.json")) + sorted(
+        (config.state_dir / "tuning").glob("*/tuning.json")
+    )
     with _sync_lock(config):
         try:
             client = client or _client(config)
@@ -131,20 +133,31 @@ def sync(ctx: Context, client: MlflowClient | None = None) -> SyncReport:
             logged = _logged(client, experiment_id)
         except Exception as exc:  # the store itself is unusable: every run waits for the next sync
             message = explain(exc, config)
-            report.failed = {path.stem: message for path in records if path.stem not in _known(config)}
+            known = _known(config)
+            report.failed = {_record_id(p): message for p in records if _record_id(p) not in known}
             _write_status(config, report)
             return report
         for path in records:
-            if path.stem in logged:
+            record_id = _record_id(path)
+            if record_id in logged:
                 report.already += 1
                 continue
             try:
-                log_run(ctx, client, experiment_id, json.loads(path.read_text()))
-                report.logged.append(path.stem)
+                record = json.loads(path.read_text())
+                if path.name == "tuning.json":
+                    log_tuning(client, experiment_id, record_id, record, path)
+                else:
+                    log_run(ctx, client, experiment_id, record)
+                report.logged.append(record_id)
             except Exception as exc:
-                report.failed[path.stem] = explain(exc, config)
+                report.failed[record_id] = explain(exc, config)
         _write_status(config, report)
     return report
+
+
+def _record_id(path: Path) -> str:
+    """A pipeline run's id (its record's name), or 'tune:<job>' for a `make tune` report."""
+    return f"tune:{path.parent.name}" if path.name == "tuning.json" else path.stem
 
 
 def experiment_id(config: Config) -> str:
@@ -295,6 +308,47 @@ def log_run(ctx: Context, client: MlflowClient, experiment_id: str, record: dict
     ended = started + int(float(record.get("seconds", 0)) * 1000)
     client.set_terminated(run_id, STATUS.get(str(record.get("status")), "FAILED"), end_time=ended)
     return str(run_id)
+
+
+def log_tuning(client: MlflowClient, experiment_id: str, record_id: str, report: dict[str, Any], path: Path) -> str:
+    """`make tune`: a parent run with the winner, and one child run per candidate it scored."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    started = int(path.stat().st_mtime * 1000 - float(report.get("seconds", 0)) * 1000)
+    parent = client.create_run(experiment_id, start_time=started, run_name=f"tune {path.parent.name}")
+    parent_id = parent.info.run_id
+    metric = str(report["metric"])
+    client.log_batch(
+        parent_id,
+        metrics=[
+            Metric(f"best.{metric}", float(report["best_score"]), started, 0),
+            Metric("rounds", float(report["rounds"]), started, 0),
+            Metric("seconds.total", float(report["seconds"]), started, 0),
+        ],
+        params=[Param(key(f"best.{k}"), str(v)) for k, v in report["best"].items()],
+        tags=[RunTag(RUN_ID_TAG, record_id), RunTag("mlops.kind", "tuning")],
+    )
+    client.log_artifact(parent_id, str(path))
+    for number, candidate in enumerate(report.get("candidates", [])):
+        child = client.create_run(
+            experiment_id,
+            start_time=started,
+            run_name=f"candidate {number + 1} (round {candidate['round']})",
+            tags={"mlflow.parentRunId": parent_id, "mlops.kind": "tuning candidate"},
+        )
+        client.log_batch(
+            child.info.run_id,
+            metrics=[
+                Metric(metric, float(candidate["score"]), started, int(candidate["round"])),
+                Metric(f"{metric}.std", float(candidate["std"]), started, int(candidate["round"])),
+                Metric("rows", float(candidate["rows"]), started, int(candidate["round"])),
+            ],
+            params=[Param(key(k), str(v)) for k, v in candidate["params"].items()],
+        )
+        client.set_terminated(child.info.run_id, "FINISHED")
+    client.set_tag(parent_id, COMPLETE_TAG, "true")
+    client.set_terminated(parent_id, "FINISHED", end_time=int(path.stat().st_mtime * 1000))
+    return str(parent_id)
 
 
 def _registered(ctx: Context, version: object) -> Any:

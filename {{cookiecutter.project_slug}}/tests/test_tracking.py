@@ -33,7 +33,9 @@ from ml.__main__ import main
 from ml.config import PROJECT_ROOT, load_config
 from ml.context import make_context
 from ml.summary import Summary
+from tests import mermaid
 from tests.conftest import merge, open_gate, quiet_console, weak_training, write_config
+from tests.test_tune import tiny_search
 
 pytestmark = pytest.mark.xdist_group("tracking")
 
@@ -325,18 +327,6 @@ def test_the_summary_prints_whole_paths_however_narrow_the_terminal() -> None:
     assert long in text and "http://127.0.0.1:8080" in text
 
 
-def _browser() -> str:
-    found = next(
-        (shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None
-    )
-    if found is None:
-        reason = "no Chromium on PATH (Debian: `apt-get install chromium`); the template's CI installs it"
-        if os.environ.get("MLOPS_REQUIRE_BROWSER"):
-            pytest.fail(f"MLOPS_REQUIRE_BROWSER is set and there is {reason}")
-        pytest.skip(reason)
-    return found
-
-
 def _page_text(browser: str, url: str, expected: list[str], tries: int = 5) -> str:
     """The page as headless Chromium renders it (scripts run, the API answered), as text and markup;
     read again while what is expected is missing, as a person would reload."""
@@ -354,7 +344,7 @@ def _page_text(browser: str, url: str, expected: list[str], tries: int = 5) -> s
 
 @pytest.mark.browser
 def test_make_ui_shows_both_runs_comparable_in_a_real_browser(two_runs: TwoRuns, synced: tracking.SyncReport) -> None:
-    browser = _browser()
+    browser = mermaid.browser()
     env = {**os.environ, "MLOPS_HOME": str(two_runs.state), "MLOPS_CONFIG": str(two_runs.configs[0]),
            "MLOPS_UI_PORT": "0"}  # fmt: skip
     started = subprocess.run(["make", "--no-print-directory", "ui"], cwd=PROJECT_ROOT, env=env, capture_output=True,
@@ -390,7 +380,7 @@ def test_make_ui_shows_both_runs_comparable_in_a_real_browser(two_runs: TwoRuns,
 
 @pytest.mark.browser
 def test_the_run_report_renders_in_a_real_browser(two_runs: TwoRuns, tmp_path: Path) -> None:
-    browser = _browser()
+    browser = mermaid.browser()
     page = run_report.path_for(two_runs.state, two_runs.records[0]["run_id"])
     text = _page_text(browser, page.as_uri(), ["Metrics (held-out test set)"])
     assert "Metrics (held-out test set)" in text and "Gate" in text
@@ -404,3 +394,25 @@ def test_the_run_report_renders_in_a_real_browser(two_runs: TwoRuns, tmp_path: P
     with Image.open(shot) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1_000_000) or []
     assert len(colours) > 200, f"{len(colours)} colours: the page drew no plots"
+
+
+@pytest.mark.e2e
+def test_make_tune_is_logged_as_a_run_with_one_child_per_candidate(
+    tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_CONFIG", str(tiny_search(tmp_path)))
+    assert main(["tune"]) == 0
+    (path,) = (state_dir / "tuning").glob("*/tuning.json")
+    searched = json.loads(path.read_text())
+    report = tracking.sync(make_context(load_config(), quiet_console()))
+    assert report.logged == [f"tune:{path.parent.name}"] and report.failed == {}
+    runs = _mlflow_runs(state_dir)
+    (parent,) = [r for r in runs if r.data.tags.get("mlops.kind") == "tuning"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == len(searched["candidates"])
+    assert parent.data.metrics[f"best.{searched['metric']}"] == pytest.approx(searched["best_score"])
+    assert {k: parent.data.params[f"best.{k}"] for k in searched["best"]} == {
+        k: str(v) for k, v in searched["best"].items()
+    }
+    scores = sorted(c.data.metrics[searched["metric"]] for c in children)
+    assert scores == pytest.approx(sorted(c["score"] for c in searched["candidates"]))
