@@ -109,6 +109,7 @@ def aws_backends(config: Config) -> Backends:
 
     try:
         from ml.backends import aws_session
+        from ml.backends.job_logs import JobLogs
         from ml.backends.s3_artifacts import S3ArtifactStore
         from ml.backends.sagemaker_batch import SageMakerBatchTransform
         from ml.backends.sagemaker_endpoint import SageMakerEndpoint
@@ -144,6 +145,7 @@ def aws_backends(config: Config) -> Backends:
             config.aws.managed_spot,
             cost_tags={"project": config.project.resource_prefix, "environment": config.env},
             ledger=job_ledger(config),
+            logs=JobLogs(session.client("logs", config=retries)),
         ),
         endpoint=SageMakerEndpoint(
             sagemaker,

@@ -18,6 +18,7 @@ from typing import Any
 
 from ml.backends.base import ProcessingResult, ProcessingSpec, TrainingResult, TrainingSpec
 from ml.backends.job_ledger import JobKind, JobLedger
+from ml.backends.job_logs import JobLogs
 from ml.backends.s3_artifacts import S3ArtifactStore, split_uri
 from ml.errors import JobFailedError
 from ml.stack_outputs import StackOutputs
@@ -66,6 +67,7 @@ class SageMakerJobRunner:
         grace_seconds: float = 1800.0,
         cost_tags: dict[str, str] | None = None,
         ledger: JobLedger | None = None,
+        logs: JobLogs | None = None,
     ) -> None:
         self._session = session
         self._sm = sagemaker_client
@@ -80,6 +82,8 @@ class SageMakerJobRunner:
         # default tags give the stack's own resources: jobs are not Pulumi's, so they are tagged here.
         self._cost_tags = dict(cost_tags or {})
         self._ledger = ledger
+        # The job's own lines, printed at every poll (in CI too), instead of a silent wait.
+        self._logs = logs
 
     def prepare(self, source_files: tuple[Path, ...]) -> None:
         """Nothing to warm: SageMaker starts the container when the job is created."""
@@ -166,9 +170,19 @@ class SageMakerJobRunner:
         describe = self._describe_training if kind == "training" else self._describe_processing
         key = "TrainingJobStatus" if kind == "training" else "ProcessingJobStatus"
         deadline = time.monotonic() + max_runtime + self._grace
+        shown = ""
         try:
             while True:
                 description = describe(job_name)
+                # Training says what it is doing (Starting, Downloading, Training, Uploading...).
+                stage = description.get("SecondaryStatus", "")
+                if stage and stage != shown:
+                    transitions = description.get("SecondaryStatusTransitions") or [{}]
+                    detail = transitions[-1].get("StatusMessage", "")
+                    print(f"  [{job_name}] {stage}" + (f": {detail}" if detail else ""), flush=True)
+                    shown = stage
+                if self._logs is not None:
+                    self._logs.follow(kind, job_name)
                 if description[key] in TERMINAL:
                     return description
                 if time.monotonic() > deadline:
