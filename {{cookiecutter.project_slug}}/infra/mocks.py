@@ -108,6 +108,8 @@ class RecordingMocks(Mocks):
             ),
             "aws:cloudwatch/metricAlarm:MetricAlarm": f"arn:aws:cloudwatch:{where}:alarm:{name}",
             "aws:scheduler/schedule:Schedule": f"arn:aws:scheduler:{where}:schedule/default/{name}",
+            # The id in an MLflow App's ARN is AWS's, not the name (CreateMlflowApp returns the ARN).
+            "aws:sagemaker/mlflowApp:MlflowApp": f"arn:aws:sagemaker:{where}:mlflow-app/app-{resource_id[-12:]}",
             "aws:sns/topic:Topic": f"arn:aws:sns:{where}:{name}",
             "aws:sqs/queue:Queue": f"arn:aws:sqs:{where}:{name}",
         }

@@ -18,6 +18,7 @@ from infra.components.monitoring_job import MonitoringJob, MonitoringJobArgs
 from infra.components.registry import Registry, RegistryArgs
 from infra.components.roles import Roles, RolesArgs
 from infra.components.storage import Storage, StorageArgs
+from infra.components.tracking import Tracking, TrackingArgs
 from infra.settings import KEYS, StackSettings, parse, schedule_seconds
 from ml import names
 from ml.config import ProjectSection, load_config
@@ -121,6 +122,23 @@ def build(settings: StackSettings) -> dict[str, Any]:
                     f"read dev's models until it is dev's kms_key_arn (`pulumi stack output kms_key_arn --stack dev`)"
                 )
 
+    # MLflow beside the registry: the stack that trains logs its runs there (ml/tracking.py).
+    tracking = None
+    if env == "dev":
+        tracking = Tracking(
+            env,
+            TrackingArgs(
+                prefix=prefix,
+                env=env,
+                account_id=account,
+                artifacts_bucket_name=storage.artifacts_bucket.bucket,
+                artifacts_bucket_arn=storage.artifacts_bucket.arn,
+                kms_key_arn=storage.key.arn,
+            ),
+            opts,
+        )
+        outputs["mlflow_app_arn"] = tracking.app.arn
+
     roles = Roles(
         env,
         RolesArgs(
@@ -137,6 +155,7 @@ def build(settings: StackSettings) -> dict[str, Any]:
             registry_kms_key_arn=registry_key_arn,
             registry_account_id=project.aws_account_id,
             reads_registry_state=settings.registry_stack is not None,
+            mlflow_app_arn=tracking.app.arn if tracking is not None else None,
         ),
         opts,
     )

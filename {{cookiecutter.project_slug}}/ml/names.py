@@ -125,6 +125,15 @@ def endpoint_name(prefix: str, env: str) -> str:
     return _checked(f"{prefix}-{env}", _SAGEMAKER_NAME, SAGEMAKER_NAME_MAX)
 
 
+def mlflow_app_name(prefix: str, env: str) -> str:
+    # CreateMlflowApp's Name: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,255} (botocore's model); the prefix is one already.
+    return _checked(f"{prefix}-{env}", _SAGEMAKER_NAME, SAGEMAKER_NAME_MAX)
+
+
+def mlflow_role_name(prefix: str, env: str) -> str:
+    return _checked(f"{prefix}-{env}-mlflow", None, IAM_ROLE_MAX)
+
+
 def execution_role_name(prefix: str, env: str) -> str:
     return _checked(f"{prefix}-{env}-sagemaker-execution", None, IAM_ROLE_MAX)
 

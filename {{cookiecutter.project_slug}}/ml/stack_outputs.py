@@ -30,6 +30,7 @@ class StackOutputs(BaseModel):
     endpoint_config_name: str | None = None
     model_version: str | None = None
     model_name: str | None = None  # the SageMaker model the endpoint serves; Batch Transform runs it too
+    mlflow_app_arn: str | None = None  # dev's MLflow App (infra/components/tracking.py): where runs are logged
 
 
 def outputs_path(config: Config) -> Path:

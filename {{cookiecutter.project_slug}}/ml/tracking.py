@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ml import atomic
 from ml.config import Config
+from ml.errors import ConfigError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -46,10 +47,23 @@ def store_dir(config: Config) -> Path:
 
 
 def tracking_uri(config: Config) -> str:
-    """MLOPS_TRACKING_URI when set (a shared server; in AWS, the SageMaker MLflow app's ARN, through
-    the sagemaker-mlflow plugin); otherwise the embedded default, SQLite under the state directory.
-    Not MLflow's MLFLOW_TRACKING_URI: MLflow sets that itself in whatever process logged last."""
-    return os.environ.get("MLOPS_TRACKING_URI") or f"sqlite:///{(store_dir(config) / 'mlflow.db').resolve()}"
+    """MLOPS_TRACKING_URI when set (a shared server); in AWS, the stack's MLflow App, by its ARN (the
+    sagemaker-mlflow plugin turns it into the app's endpoint and signs each call); locally, the
+    embedded default, SQLite under the state directory. Not MLflow's MLFLOW_TRACKING_URI: MLflow sets
+    that itself in whatever process logged last."""
+    if os.environ.get("MLOPS_TRACKING_URI"):
+        return os.environ["MLOPS_TRACKING_URI"]
+    if config.env != "local":
+        from ml.stack_outputs import load_stack_outputs
+
+        arn = load_stack_outputs(config).mlflow_app_arn
+        if not arn:
+            raise ConfigError(
+                f"the {config.env} stack outputs name no mlflow_app_arn: `pulumi up` the dev stack (it declares the "
+                f"MLflow App, infra/components/tracking.py), then `make stack-outputs MLOPS_ENV={config.env}`"
+            )
+        return arn
+    return f"sqlite:///{(store_dir(config) / 'mlflow.db').resolve()}"
 
 
 def artifact_root(config: Config) -> str:
@@ -100,6 +114,46 @@ def after_run(config: Config) -> str:
     return "; ".join([*notes, f"logging to MLflow in the background ({log}); `make ui` shows every run"])
 
 
+def record_from_steps(ctx: Context) -> Path | None:
+    """The run record of a pipeline CI ran one step per job (pipeline.yml), built from the steps'
+    results in .mlops/steps/, as `make pipeline` writes its own; None if the steps did not all run."""
+    from ml.steps.data import DataResult
+    from ml.steps.evaluate import EvaluationResult
+    from ml.steps.register import RegisterResult
+    from ml.steps.train import TrainResult
+    from ml.summary import StepRecord, Summary
+
+    if not all((ctx.steps_dir / f"{step}.json").is_file() for step in ("data", "train", "evaluate", "register")):
+        return None
+    data, trained = ctx.load("data", DataResult), ctx.load("train", TrainResult)
+    evaluation, registered = ctx.load("evaluate", EvaluationResult), ctx.load("register", RegisterResult)
+    # One record per workflow run attempt (a re-run is another run); outside Actions, per training job.
+    run = os.environ.get("GITHUB_RUN_ID")
+    run_id = f"ci-{run}-{os.environ.get('GITHUB_RUN_ATTEMPT', '1')}" if run else trained.job_name
+    path = ctx.config.state_dir / "runs" / f"{run_id}.json"
+    if path.is_file():
+        return path
+    summary = Summary(env=ctx.config.env, run_id=run_id)
+    summary.status = "succeeded" if registered.approval_status == "Approved" else "rejected"
+    summary.steps = [
+        StepRecord("data", "ok", 0.0, f"{data.rows} rows, hash {data.data_hash[:12]}"),
+        StepRecord("train", "reused" if trained.reused_version else "ok", trained.seconds, trained.job_name),
+        StepRecord("evaluate", "ok", 0.0, "gate passed" if evaluation.passed else "gate failed"),
+        StepRecord("register", "ok", 0.0, f"v{registered.version} {registered.approval_status}"),
+    ]
+    summary.evaluated(evaluation)
+    # Each job checks out afresh and downloads the one before's .mlops/: the report is this one's copy.
+    here = ctx.config.state_dir / "reports" / Path(evaluation.report_dir).name
+    if here.is_dir():
+        summary.paths["report"] = str(here)
+    summary.data = {"hash": data.data_hash, "rows": data.rows}
+    summary.params = {"estimator": ctx.config.train.estimator, **ctx.config.train.hyperparameters}
+    summary.model = {"fingerprint": trained.fingerprint[:16], "version": registered.version,
+                     "approval": registered.approval_status}  # fmt: skip
+    atomic.write_text(path, json.dumps(summary.to_json(), indent=2))
+    return path
+
+
 def last_failures(config: Config) -> dict[str, str]:
     path = store_dir(config) / "status.json"
     try:
@@ -122,7 +176,11 @@ def _sync_lock(config: Config) -> Iterator[None]:
 def sync(ctx: Context, client: MlflowClient | None = None) -> SyncReport:
     """Log every recorded run MLflow lacks; a failure is reported per run and never raised."""
     config = ctx.config
-    report = SyncReport(tracking_uri(config))
+    try:
+        report = SyncReport(tracking_uri(config))
+    except ConfigError as exc:
+        report = SyncReport("", failed={"*": str(exc)})
+        return report
     records = sorted((config.state_dir / "runs").glob("*.json")) + sorted(
         (config.state_dir / "tuning").glob("*/tuning.json")
     )

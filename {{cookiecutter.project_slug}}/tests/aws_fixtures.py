@@ -82,6 +82,8 @@ def account(state: Path, patch: pytest.MonkeyPatch) -> Iterator[Account]:
             "execution_role_arn": role,
             "model_package_group": group,
             "deploy_role_arn": f"arn:aws:iam::{ACCOUNT}:role/{names.deploy_role_name(prefix, 'dev')}",
+            # AWS makes the id up (CreateMlflowApp returns the ARN; infra/components/tracking.py).
+            "mlflow_app_arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-app/app-0a1b2c3d4e5f",
         }
         stack_outputs = state / "dev.json"
         stack_outputs.write_text(json.dumps(outputs))

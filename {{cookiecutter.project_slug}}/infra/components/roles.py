@@ -51,6 +51,8 @@ class RolesArgs:
     registry_account_id: str | None = None
     # Staging and prod read dev's stack state (a StackReference, single account layout only).
     reads_registry_state: bool = False
+    # The environment's MLflow App (dev's, where the pipeline runs): the deploy role logs runs to it.
+    mlflow_app_arn: pulumi.Input[str] | None = None
 
 
 class Roles(pulumi.ComponentResource):
@@ -627,6 +629,18 @@ class Roles(pulumi.ComponentResource):
                     "Effect": "Allow",
                     "Action": "s3:ListAllMyBuckets",
                     "Resource": "*",
+                }
+            )
+        if args.mlflow_app_arn is not None:
+            statements.append(
+                {
+                    # Every MLflow REST call to an MLflow App is this one action on the app (the Service
+                    # Authorization Reference; sagemaker-mlflow signs them for service "sagemaker").
+                    # Its artifacts go to the artifacts bucket with PipelineObjects and UseOwnKey above.
+                    "Sid": "LogRunsToMlflow",
+                    "Effect": "Allow",
+                    "Action": "sagemaker:CallMlflowAppApi",
+                    "Resource": args.mlflow_app_arn,
                 }
             )
         statements.append(self._registry_statement(arn))

@@ -15,7 +15,8 @@ from infra.mocks import run_bootstrap, run_stack
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 MODULES = ["infra.components.storage", "infra.components.roles", "infra.components.registry",
-           "infra.components.endpoint", "infra.components.monitoring", "infra.bootstrap.program"]  # fmt: skip
+           "infra.components.endpoint", "infra.components.monitoring", "infra.components.tracking",
+           "infra.bootstrap.program"]  # fmt: skip
 
 
 def components() -> list[tuple[str, type[pulumi.ComponentResource]]]:
@@ -30,7 +31,7 @@ def components() -> list[tuple[str, type[pulumi.ComponentResource]]]:
 
 def test_there_is_one_component_per_concern() -> None:
     assert {cls.__name__ for _, cls in components()} == {
-        "Storage", "Roles", "Registry", "Endpoint", "Monitoring", "StateBackend"
+        "Storage", "Roles", "Registry", "Endpoint", "Monitoring", "Tracking", "StateBackend"
     }  # fmt: skip
 
 
@@ -47,6 +48,7 @@ def test_component_takes_dataclass_args_and_a_typed_token(module: str, cls: type
 
 def test_every_resource_is_parented_by_a_component() -> None:
     runs = [run_stack("prod", {"model_version": 2, "endpoint_type": "real-time", "instance_count": 2}).resources,
+            run_stack("dev", {"model_version": 2}).resources,
             run_stack("staging", {"model_version": 2}).resources, run_bootstrap()[0]]  # fmt: skip
     for resources in runs:
         for resource in resources:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -57,8 +58,10 @@ def test_every_policy_passes(name: str, version: int | None) -> None:
 @pytest.mark.parametrize(("name", "version"), CASES)
 def test_outputs_are_the_contract_ml_reads(name: str, version: int | None) -> None:
     outputs = stack(name, version).outputs
-    expected = CONTRACT | (
-        {"endpoint_name", "endpoint_config_name", "model_version", "model_name"} if version else set()
+    expected = (
+        CONTRACT
+        | ({"endpoint_name", "endpoint_config_name", "model_version", "model_name"} if version else set())
+        | ({"mlflow_app_arn"} if name == "dev" else set())
     )
     assert set(outputs) == expected
     assert outputs["data_bucket"] == names.bucket_name(PREFIX, name, "data", PROJECT.account(name))
@@ -349,3 +352,56 @@ def test_the_bootstrap_state_bucket_is_protected() -> None:
             "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
         }:
             assert resource.protect and resource.retain_on_delete, resource.name
+
+
+MLFLOW_APP = "aws:sagemaker/mlflowApp:MlflowApp"
+
+
+def test_the_training_stack_logs_runs_to_a_serverless_mlflow_app_with_a_role_of_its_own() -> None:
+    for name in ("staging", "prod"):
+        assert not stack(name, 7).of_type(MLFLOW_APP) and "mlflow_app_arn" not in stack(name, 7).outputs
+    run = stack("dev", 7)
+    app = run.one(MLFLOW_APP)
+    bucket, key = run.outputs["artifacts_bucket"], run.outputs["kms_key_arn"]
+    assert app.inputs["artifactStoreUri"] == f"s3://{bucket}/mlflow"
+    assert app.inputs["modelRegistrationMode"] == "AutoModelRegistrationDisabled"  # the package group is the registry
+    role = run.one("aws:iam/role:Role", "dev-mlflow")
+    assert app.inputs["roleArn"] == f"arn:aws:iam::{ACCOUNT}:role/{names.mlflow_role_name(PREFIX, 'dev')}"
+    trust = document(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    granted = {
+        s["Sid"]: s for s in document(run.one(policies.ROLE_POLICY, "dev-mlflow-policy").inputs["policy"])["Statement"]
+    }
+    assert granted["ArtifactObjects"]["Resource"] == f"arn:aws:s3:::{bucket}/mlflow/*"
+    assert granted["UseEnvironmentKey"]["Resource"] == key
+    # The deploy role (the pipeline in CI) calls the app's API, and only this app's.
+    deploy = {
+        s["Sid"]: s
+        for s in document(run.one(policies.ROLE_POLICY, "dev-github-deploy-policy").inputs["policy"])["Statement"]
+    }
+    assert deploy["LogRunsToMlflow"] == {"Sid": "LogRunsToMlflow", "Effect": "Allow",
+                                         "Action": "sagemaker:CallMlflowAppApi", "Resource": run.outputs["mlflow_app_arn"]}  # fmt: skip
+    assert "LogRunsToMlflow" not in {s["Sid"] for s in document(
+        stack("staging", 7).one(policies.ROLE_POLICY, "staging-github-deploy-policy").inputs["policy"])["Statement"]}  # fmt: skip
+
+
+def test_the_mlflow_app_is_a_request_createmlflowapp_accepts() -> None:
+    """Its inputs as CreateMlflowApp's parameters, against botocore's model: required members, lengths,
+    patterns and enums (botocore's own validator checks the first two, the model carries the rest)."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    run = stack("dev", 7)
+    app = run.one(MLFLOW_APP)
+    request = {"Name": app.inputs["name"], "ArtifactStoreUri": app.inputs["artifactStoreUri"],
+               "RoleArn": app.inputs["roleArn"], "ModelRegistrationMode": app.inputs["modelRegistrationMode"]}  # fmt: skip
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateMlflowApp").input_shape
+    report = ParamValidator().validate(request, shape)
+    assert not report.has_errors(), report.generate_report()
+    for member, value in request.items():
+        rules = shape.members[member]
+        if "pattern" in rules.metadata:
+            assert re.fullmatch(rules.metadata["pattern"], value), (member, value, rules.metadata["pattern"])
+        if rules.enum:
+            assert value in rules.enum, (member, value, rules.enum)

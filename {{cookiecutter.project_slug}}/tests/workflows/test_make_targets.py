@@ -42,6 +42,8 @@ EXERCISED_BY = {
     "train": "tests/aws/test_pipeline_aws.py (moto) and tests/test_pipeline_e2e.py",
     "evaluate": "tests/aws/test_pipeline_aws.py (moto) and tests/test_pipeline_e2e.py",
     "register": "tests/aws/test_pipeline_aws.py (moto) and tests/test_pipeline_e2e.py",
+    "track": "tests/workflows/test_rehearsal.py::test_the_pipeline_run_ci_made_is_in_mlflow_with_its_version "
+    "(a local MLflow server standing in for the app) and tests/aws/test_tracking_aws.py",
     "open-promotion-pr": "test_a_promotion_push_* here, and tests/workflows/test_rehearsal.py (the whole sequence)",
     "promotion-preview": "tests/workflows/test_rehearsal.py::test_the_promotion_comment_compares_with_what_the_target_serves_and_shows_the_preview",
     "infra-up": "test_infra_up_*",

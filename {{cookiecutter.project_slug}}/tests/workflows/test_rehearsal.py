@@ -50,6 +50,7 @@ def world(tools: WorkflowTools, tmp_path_factory: pytest.TempPathFactory) -> Ite
             yield created
         finally:
             rehearsal_cloud.stop_all()
+            created.close()
 
 
 def failures(world: World, file: str) -> str:
@@ -121,6 +122,24 @@ def test_first_push_trains_registers_and_opens_a_promotion_pull_request_whose_ch
     waiting(world, "deploy.yml", "deploy-prod")
     world.approve(world.last_run("deploy.yml"), "deploy-prod")
     assert results(world, "deploy.yml")["deploy-prod"] == "success", failures(world, "deploy.yml")
+
+
+def test_the_pipeline_run_ci_made_is_in_mlflow_with_its_version(world: World) -> None:
+    """`make track` after the register job: the run its jobs made, logged with MLflow's own client (to a
+    local MLflow server standing in for dev's MLflow App)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(world.mlflow_url)
+    experiment = client.get_experiment_by_name(PREFIX)
+    assert experiment is not None, failures(world, "pipeline.yml")
+    runs = client.search_runs([experiment.experiment_id])
+    first = [r for r in runs if r.data.tags.get("registry.version") == "1"]
+    assert len(first) == 1, [r.data.tags for r in runs]
+    tags, metrics = first[0].data.tags, first[0].data.metrics
+    assert tags["registry.approval"] == "Approved" and tags["mlops.env"] == "dev"
+    assert tags["mlops.run_id"].startswith("ci-") and tags["lineage.git_sha"]
+    assert metrics and any(name.startswith("baseline.simple.") for name in metrics)
+    assert "evaluation/evaluation.json" in {a.path for a in client.list_artifacts(first[0].info.run_id, "evaluation")}
 
 
 def test_the_promotion_comment_compares_with_what_the_target_serves_and_shows_the_preview(

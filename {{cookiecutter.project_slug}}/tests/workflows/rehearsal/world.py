@@ -8,12 +8,17 @@ GitHub would; a run waiting for a reviewer stays waiting until `approve()`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -103,6 +108,7 @@ class World:
             ["make", "--no-print-directory", *stamps], cwd=PROJECT_ROOT, capture_output=True, text=True
         )
         assert synced.returncode == 0, synced.stdout + synced.stderr
+        self.mlflow_url, self._mlflow = self._start_mlflow()
         self._create_origin()
         self._create_cloud()
         settings = {"actions_can_create_prs": self.guide.actions_can_create_prs, "protected_branches": []}
@@ -219,8 +225,37 @@ class World:
         env = self.guide.environments.get(name)
         return bool(env and env.reviewers and self.reviewers_available)
 
+    def _start_mlflow(self) -> tuple[str, subprocess.Popen[bytes]]:
+        """A local MLflow server standing in for dev's MLflow App: `make track` in pipeline.yml logs to it
+        (MLOPS_TRACKING_URI) with the same client calls it makes to the app, minus the plugin's signing."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        store = self.root / "mlflow"
+        store.mkdir()
+        process = subprocess.Popen(
+            [str(self.venv / "bin" / "python"), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+             "--artifacts-destination", str(store / "artifacts")],
+            stdout=(store / "server.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2):
+                return url, process
+            time.sleep(0.2)
+        process.kill()
+        raise AssertionError(f"the MLflow stand-in did not start: {(store / 'server.log').read_text()[-2000:]}")
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._mlflow.pid, signal.SIGTERM)
+        self._mlflow.wait(timeout=30)
+
     def sandbox_variables(self) -> dict[str, str]:
         return {
+            "MLOPS_TRACKING_URI": self.mlflow_url,
             gh.STATE_VARIABLE: str(self.state),
             "REHEARSAL_ORIGIN": str(self.origin),
             "REHEARSAL_CLOUD": str(self.cloud),
