@@ -62,23 +62,24 @@ def branch_for(target: str) -> str:
     return f"promote/{target}"
 
 
-def body(target: str, model: ModelVersion, previous: int | None) -> str:
+def body(target: str, model: ModelVersion, previous: int | None, plots: str = "") -> str:
+    """The pull request's description. `plots` is Markdown GitHub draws itself (ml/charts.py): an
+    image would need a URL a private repository's readers could fetch."""
     was = f"v{previous}" if previous else "no model"
-    return (
+    text = (
         f"Promotes model **v{model.version}** of `{model.group}` to **{target}**, which serves {was} now.\n\n"
         f"Merging applies it: deploy.yml runs `pulumi up` for {target}, checks the endpoint serves v{model.version} "
         "and smoke-tests it. To roll back, revert the merge commit.\n\n"
         "The comment below compares the candidate with what the environment serves, and shows the preview. "
         f"A newer model replaces this one on `{branch_for(target)}`.\n"
     )
+    if plots:
+        text += f"\n### v{model.version} and what {target} serves, on the held-out test set\n\n{plots}\n"
+    return text
 
 
-def comment(
-    target: str, model: ModelVersion, serving: ModelVersion | None, preview: str | None = None, plots: str = ""
-) -> str:
-    """The one promotion comment, rewritten in place on every update (`gh pr comment --edit-last`).
-    `plots` is Markdown GitHub draws itself (ml/charts.py): images would need URLs a private
-    repository's readers could fetch."""
+def comment(target: str, model: ModelVersion, serving: ModelVersion | None, preview: str | None = None) -> str:
+    """The one promotion comment, rewritten in place on every update (`gh pr comment --edit-last`)."""
     lines = [COMMENT_MARKER, f"### v{model.version} against what {target} serves now", ""]
     if serving is None:
         lines += [f"{target} serves no model yet.", "", f"| metric | candidate v{model.version} |", "|---|---|"]
@@ -95,8 +96,6 @@ def comment(
             other = serving.package.metrics.get(name)
             row += f" {other:.4f} |" if other is not None else " - |"
         lines.append(row)
-    if plots:
-        lines += ["", plots]
     lines += ["", f"<details><summary>Lineage of v{model.version}</summary>", "", "| | |", "|---|---|"]
     lines += [f"| {key} | `{value}` |" for key, value in sorted(model.package.lineage.items())]
     lines += [
@@ -157,9 +156,9 @@ def prepare(
     branch = branch_for(target)
     title = f"Promote model v{model.version} to {target}"
     previous = state.read()
-    text = comment(target, model, serving, plots=plots)
+    text = comment(target, model, serving)
     if previous == model.version:
-        return PreparedPromotion(branch, title, body(target, model, previous), text, changed=False)
+        return PreparedPromotion(branch, title, body(target, model, previous, plots), text, changed=False)
     flags = _identity_flags(repo, identity)
     _git(repo, "switch", "--quiet", "-C", branch)  # rebuilt from this commit: the branch is the bot's
     from ml.steps.promote import monitoring_keys
@@ -168,4 +167,4 @@ def prepare(
     _git(repo, "add", str(state.path))
     message = f"{title}\n\nmodel_version {previous or 'unset'} -> {model.version}"
     _git(repo, *flags, "commit", "--quiet", "--message", message)
-    return PreparedPromotion(branch, title, body(target, model, previous), text, changed=True)
+    return PreparedPromotion(branch, title, body(target, model, previous, plots), text, changed=True)

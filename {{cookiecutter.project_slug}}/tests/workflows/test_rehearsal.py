@@ -151,10 +151,12 @@ def test_the_promotion_comment_compares_with_what_the_target_serves_and_shows_th
     assert re.search(r"^\| \w+ \| -?[0-9.]+ \|$", body, re.MULTILINE), body  # a metric row, whatever the task
     assert "Lineage" in body and "data_hash" in body
     assert f"{VERSION_KEY}: '' => '1'" in body  # the preview of staging with the change
-    # The evaluation's plots, in a form GitHub draws from the text in a private repository too: the
-    # ROC curve or the residuals as Mermaid charts (drawn here by Mermaid), a confusion matrix as a table.
-    sources = mermaid.blocks(body)
-    assert sources or "| true \\ predicted |" in body, body
+    # The pull request's description carries the evaluation's plots, in a form GitHub draws from the
+    # text in a private repository too: the ROC curve or the residuals as Mermaid charts (drawn here by
+    # Mermaid itself), a confusion matrix as a table.
+    description = str(open_promotion(world, "staging")["body"])
+    sources = mermaid.blocks(description)
+    assert sources or "| true \\ predicted |" in description, description
     if sources and mermaid.available():
         drawn = mermaid.render(sources, tmp_path)
         assert all(d.svg and not d.error for d in drawn), [d.error for d in drawn]
