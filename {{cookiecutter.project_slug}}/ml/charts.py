@@ -12,6 +12,9 @@ from typing import Any
 
 ROC_POINTS = 11  # false-positive rates 0, 0.1, ... 1: enough to read a curve, few enough to label
 RESIDUAL_BINS = 12
+# Beyond this many classes a confusion matrix is not read on a page, and two of them would take a
+# good part of a pull request description's 65,536 characters: the report has the plot.
+TABLE_CLASSES = 20
 
 
 def _mermaid_text(text: str) -> str:
@@ -49,10 +52,19 @@ def _at(xs: list[float], ys: list[float], x: float) -> float:
     return ys[-1]
 
 
+def _cell(text: object) -> str:
+    # A class name lands in a table cell: a pipe would end the cell, a newline the row.
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def confusion_table(title: str, part: dict[str, Any]) -> str:
-    classes = [str(c) for c in part["classes"]]
+    classes = [_cell(c) for c in part["classes"]]
     matrix = part["confusion_matrix"]
-    lines = [f"**{title}**: rows are the true class, columns the predicted one", ""]
+    if len(classes) > TABLE_CLASSES:
+        return (
+            f"**{_cell(title)}**: {len(classes)} classes; the confusion matrix is in the report (confusion_matrix.png)"
+        )
+    lines = [f"**{_cell(title)}**: rows are the true class, columns the predicted one", ""]
     lines += ["| true \\ predicted | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
     for name, row in zip(classes, matrix, strict=True):
         lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
@@ -68,7 +80,7 @@ def residual_chart(title: str, residuals: dict[str, list[float]]) -> str:
     counts = [0] * RESIDUAL_BINS
     for error in errors:
         counts[min(int((error - low) / width), RESIDUAL_BINS - 1)] += 1
-    centres = [f"{low + width * (i + 0.5):.3g}" for i in range(RESIDUAL_BINS)]
+    centres = _distinct_labels([low + width * (i + 0.5) for i in range(RESIDUAL_BINS)])
     return "\n".join(
         [
             "```mermaid",
@@ -80,6 +92,15 @@ def residual_chart(title: str, residuals: dict[str, list[float]]) -> str:
             "```",
         ]
     )
+
+
+def _distinct_labels(values: list[float]) -> list[str]:
+    """As few significant digits as tell every bin apart: Mermaid draws two equal labels as one bar."""
+    for digits in range(3, 16):
+        labels = [f"{v:.{digits}g}" for v in values]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [repr(v) for v in values]
 
 
 def evaluation_charts(models: dict[str, dict[str, Any] | None]) -> str:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 # short (a crash half-way through logging), and the next sync deletes and logs it again.
 RUN_ID_TAG = "mlops.run_id"
 COMPLETE_TAG = "mlops.logged"
+PART_OF_TAG = "mlops.part_of"  # a child run (a tuning candidate): the record it belongs to
 STATUS = {"succeeded": "FINISHED", "rejected": "FINISHED", "interrupted": "KILLED"}  # otherwise FAILED
 
 
@@ -184,7 +185,7 @@ def sync(ctx: Context, client: MlflowClient | None = None) -> SyncReport:
     records = sorted((config.state_dir / "runs").glob("*.json")) + sorted(
         (config.state_dir / "tuning").glob("*/tuning.json")
     )
-    with _sync_lock(config):
+    with _sync_lock(config), _global_uri(report.uri):
         try:
             client = client or _client(config)
             experiment_id = report.experiment_id = _experiment(client, config)
@@ -253,6 +254,17 @@ def _write_status(config: Config, report: SyncReport) -> None:
     )
 
 
+@contextlib.contextmanager
+def _global_uri(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking URI, for the sync alone. The sagemaker-mlflow plugin routes and
+    signs each call for the ARN it reads there (auth_provider.py, set_arn(get_tracking_uri())), not
+    for the client's own URI; log_model, too, reads it. Restored afterwards (MLflow's own helper)."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(uri):
+        yield
+
+
 def _client(config: Config) -> MlflowClient:
     import mlflow
 
@@ -266,6 +278,8 @@ def _experiment(client: MlflowClient, config: Config) -> str:
     name = config.project.resource_prefix
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if found.lifecycle_stage == "deleted":  # deleted in the UI: runs cannot be created in it until restored
+            client.restore_experiment(found.experiment_id)
         return str(found.experiment_id)
     # Locally the artifacts sit beside the database; a remote server keeps its own default.
     local = tracking_uri(config).startswith("sqlite:///")
@@ -273,20 +287,25 @@ def _experiment(client: MlflowClient, config: Config) -> str:
 
 
 def _logged(client: MlflowClient, experiment_id: str) -> set[str]:
-    """The record ids MLflow holds in full; a run cut short is deleted here, to be logged again."""
-    done: set[str] = set()
+    """The record ids MLflow holds in full. A run of ours cut short (no completion tag), and the child
+    runs of one, are deleted, to be logged again whole; runs anyone else logged are left alone."""
+    runs: list[Any] = []
     token = None
-    while True:
+    while True:  # read every page first: deleting while paging by offset would skip runs
         page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        for run in page:
-            tags = run.data.tags
-            if tags.get(COMPLETE_TAG) == "true":
-                done.add(tags.get(RUN_ID_TAG, ""))
-            else:
-                client.delete_run(run.info.run_id)
+        runs.extend(page)
         token = page.token
         if not token:
-            return done
+            break
+    done = {
+        r.data.tags[RUN_ID_TAG] for r in runs if RUN_ID_TAG in r.data.tags and r.data.tags.get(COMPLETE_TAG) == "true"
+    }
+    for run in runs:
+        tags = run.data.tags
+        ours = tags.get(RUN_ID_TAG) or tags.get(PART_OF_TAG)
+        if ours and ours not in done:
+            client.delete_run(run.info.run_id)
+    return done
 
 
 def key(text: str) -> str:
@@ -348,6 +367,7 @@ def log_run(ctx: Context, client: MlflowClient, experiment_id: str, record: dict
     run = client.create_run(experiment_id, start_time=started, run_name=name)
     run_id = run.info.run_id
     params = {str(k): str(v)[:6000] for k, v in (record.get("params") or {}).items()}
+    # MlflowClient.log_batch splits these by MLflow's own per-call limits (hundreds of slice groups).
     client.log_batch(
         run_id,
         metrics=[Metric(k, v, started, 0) for k, v in metrics(record, evaluation).items()],
@@ -392,7 +412,7 @@ def log_tuning(client: MlflowClient, experiment_id: str, record_id: str, report:
             experiment_id,
             start_time=started,
             run_name=f"candidate {number + 1} (round {candidate['round']})",
-            tags={"mlflow.parentRunId": parent_id, "mlops.kind": "tuning candidate"},
+            tags={"mlflow.parentRunId": parent_id, "mlops.kind": "tuning candidate", PART_OF_TAG: record_id},
         )
         client.log_batch(
             child.info.run_id,

@@ -51,3 +51,30 @@ def test_each_confusion_matrix_is_a_table_githubs_markdown_reads() -> None:
     assert len(tables) == 2
     cells = [t.content for t in tokens if t.type == "inline"]
     assert "40" in cells and "38" in cells
+
+
+def test_class_names_that_would_break_a_table_are_escaped_and_many_classes_are_not_tabled() -> None:
+    part = {
+        "task": "multiclass",
+        "classes": ["a|b", "two\nlines", "c"],
+        "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+    }
+    tokens = MarkdownIt("commonmark").enable("table").parse(charts.evaluation_charts({"candidate": part}))
+    rows = [t for t in tokens if t.type == "tr_open"]
+    assert len(rows) == 4  # the header and one row per class: no cell split, no row broken
+    many = {"task": "multiclass", "classes": list(range(200)), "confusion_matrix": [[0] * 200] * 200}
+    text = charts.evaluation_charts({"candidate": many, "serving v1": many})
+    assert len(text) < 2_000 and "200 classes" in text  # a description's limit is 65,536 characters
+
+
+def test_residual_bins_far_from_zero_keep_distinct_labels(tmp_path: Path) -> None:
+    actual = [1000.0 + i / 100 for i in range(50)]
+    part = {
+        "task": "regression",
+        "residuals": {"actual": actual, "predicted": [a + 1000.0 + (i % 7) / 1000 for i, a in enumerate(actual)]},
+    }
+    (source,) = mermaid.blocks(charts.evaluation_charts({"candidate": part}))
+    labels = source.split("x-axis")[1].split("[")[1].split("]")[0].split(", ")
+    assert len(set(labels)) == len(labels) == charts.RESIDUAL_BINS
+    (drawn,) = mermaid.render([source], tmp_path)
+    assert drawn.error == "" and drawn.count("bar-plot-0") == 1

@@ -112,8 +112,9 @@ def synced(two_runs: TwoRuns) -> tracking.SyncReport:
 
 
 def test_every_run_is_logged_with_its_parameters_metrics_lineage_and_files(
-    two_runs: TwoRuns, synced: tracking.SyncReport
+    two_runs: TwoRuns, synced: tracking.SyncReport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    registry = _context(two_runs.state, two_runs.configs[0], monkeypatch).backends.registry
     assert sorted(synced.logged) == [r["run_id"] for r in two_runs.records]
     logged = _mlflow_runs(two_runs.state)
     assert [r.data.tags[tracking.RUN_ID_TAG] for r in logged] == [r["run_id"] for r in two_runs.records]
@@ -134,7 +135,12 @@ def test_every_run_is_logged_with_its_parameters_metrics_lineage_and_files(
         assert tags["registry.version"] == str(record["model"]["version"])
         assert tags["registry.approval"] == record["model"]["approval"] == "Approved"
         assert tags["data.hash"] == record["data"]["hash"] == tags["lineage.data_hash"]
-        assert len(tags["lineage.git_sha"]) == 40
+        # The registry's whole lineage (git_sha is "unknown" in a project with no commit yet).
+        lineage = registry.get(record["model"]["version"]).package.lineage
+        assert {name: tags[tracking.key(f"lineage.{name}")] for name in lineage} == {
+            k: str(v) for k, v in lineage.items()
+        }
+        assert "lineage.git_sha" in tags
         assert tags["model.fingerprint"] == record["model"]["fingerprint"]
         files = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
         assert {"evaluation/evaluation.json", "evaluation/importance.png", "evaluation/model_card.md"} <= files
@@ -173,6 +179,23 @@ def test_a_second_sync_logs_nothing_twice(
     again = tracking.sync(_context(two_runs.state, two_runs.configs[0], monkeypatch))
     assert again.logged == [] and again.already == 2 and again.failed == {}
     assert len(_mlflow_runs(two_runs.state)) == 2
+
+
+def test_an_experiment_deleted_in_the_ui_is_restored_and_logged_to(
+    two_runs: TwoRuns, synced: tracking.SyncReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    shutil.copytree(two_runs.state, state)
+    client = _client(state)
+    experiment = client.get_experiment_by_name(load_config().project.resource_prefix)
+    assert experiment is not None
+    client.delete_experiment(experiment.experiment_id)
+    record = json.loads((state / "runs" / f"{two_runs.records[0]['run_id']}.json").read_text())
+    record["run_id"] = "20990101-000000-000001"
+    (state / "runs" / f"{record['run_id']}.json").write_text(json.dumps(record))
+    report = tracking.sync(_context(state, two_runs.configs[0], monkeypatch))
+    assert report.failed == {} and report.logged == [record["run_id"]]
+    assert len(_mlflow_runs(state)) == 3
 
 
 def test_a_run_cut_short_while_logging_is_deleted_and_logged_again(
@@ -416,3 +439,9 @@ def test_make_tune_is_logged_as_a_run_with_one_child_per_candidate(
     }
     scores = sorted(c.data.metrics[searched["metric"]] for c in children)
     assert scores == pytest.approx(sorted(c["score"] for c in searched["candidates"]))
+    # A second sync keeps every child, and a run someone logged by hand in the same experiment.
+    client = _client(state_dir)
+    client.create_run(parent.info.experiment_id, run_name="by hand")
+    again = tracking.sync(make_context(load_config(), quiet_console()))
+    assert again.logged == [] and again.failed == {}
+    assert len(_mlflow_runs(state_dir)) == len(runs) + 1

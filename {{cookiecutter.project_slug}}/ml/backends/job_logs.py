@@ -13,6 +13,8 @@ from typing import Any
 
 GROUPS = {"training": "/aws/sagemaker/TrainingJobs", "processing": "/aws/sagemaker/ProcessingJobs"}
 SEEN_LIMIT = 10_000  # event ids remembered per job, for the overlap between two polls
+PAGES_PER_POLL = 20  # FilterLogEvents may answer empty pages with a nextToken; the rest waits a poll
+TRANSIENT = {"ThrottlingException", "ServiceUnavailableException", "RequestExpired"}
 
 
 class JobLogs:
@@ -23,8 +25,9 @@ class JobLogs:
         self._seen: dict[str, set[str]] = {}
         self._off = ""  # why the logs cannot be read (said once)
 
-    def follow(self, kind: str, job_name: str) -> int:
-        """Print the job's lines that arrived since the last call; returns how many."""
+    def follow(self, kind: str, job_name: str, created_ms: int = 0) -> int:
+        """Print the job's lines that arrived since the last call; returns how many. created_ms (the
+        job's CreationTime) bounds the first search: the API's own advice against empty pages."""
         if self._off:
             return 0
         from botocore.exceptions import ClientError
@@ -33,11 +36,12 @@ class JobLogs:
         request: dict[str, Any] = {
             "logGroupName": GROUPS[kind],
             "logStreamNamePrefix": f"{job_name}/",
-            "startTime": self._since.get(job_name, 0),
+            "startTime": max(self._since.get(job_name, 0), created_ms),
         }
         printed = 0
         try:
-            while True:
+            # An empty page with a nextToken does not mean the end (FilterLogEvents, API Reference).
+            for _ in range(PAGES_PER_POLL):
                 page = self._logs.filter_log_events(**request)
                 for event in sorted(page.get("events", []), key=lambda e: (e["timestamp"], e["eventId"])):
                     # The prefix is the job's name and a slash, but tc-1 must never show tc-10's lines.
@@ -48,12 +52,13 @@ class JobLogs:
                     self._say(f"  [{job_name}] {event['message'].rstrip()}")
                     printed += 1
                 token = page.get("nextToken")
-                if not token or not page.get("events"):
+                if not token:
                     break
                 request["nextToken"] = token
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
-            if code != "ResourceNotFoundException":  # no group yet: the job has not written a line
+            # No group yet (the job has not written a line), or a throttle: the next poll reads on.
+            if code not in ("ResourceNotFoundException", *TRANSIENT):
                 self._off = f"{code}: {error.response.get('Error', {}).get('Message', '')}"
                 self._say(
                     f"  (the job's log lines cannot be read here, {self._off}; they are in CloudWatch, "

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from ml.errors import JobFailedError
 from ml.stack_outputs import StackOutputs
 
 TERMINAL = ("Completed", "Failed", "Stopped")
+LAST_LINES_SECONDS = 5.0  # after the job ends, before its log is read a last time
 PROCESSING_ROOT = "/opt/ml/processing"
 
 
@@ -181,9 +183,15 @@ class SageMakerJobRunner:
                     detail = transitions[-1].get("StatusMessage", "")
                     print(f"  [{job_name}] {stage}" + (f": {detail}" if detail else ""), flush=True)
                     shown = stage
+                created = description.get("CreationTime")
+                created_ms = int(created.timestamp() * 1000) if isinstance(created, datetime) else 0
                 if self._logs is not None:
-                    self._logs.follow(kind, job_name)
+                    self._logs.follow(kind, job_name, created_ms)
                 if description[key] in TERMINAL:
+                    if self._logs is not None:
+                        # CloudWatch takes a moment to ingest: a failed job's traceback is often last.
+                        time.sleep(min(self._poll, LAST_LINES_SECONDS))
+                        self._logs.follow(kind, job_name, created_ms)
                     return description
                 if time.monotonic() > deadline:
                     self._request_stop(kind, job_name)  # InProgress a moment ago: no second describe

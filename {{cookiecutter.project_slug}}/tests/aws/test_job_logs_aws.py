@@ -60,8 +60,8 @@ def test_each_log_line_of_a_running_job_is_printed_once_as_it_arrives() -> None:
         # A line that arrives between two polls (and a stream of another job, which is not this one's).
         original = runner._logs.follow  # type: ignore[union-attr]
 
-        def follow_then_write(kind: str, name: str) -> int:
-            printed = original(kind, name)
+        def follow_then_write(kind: str, name: str, created_ms: int = 0) -> int:
+            printed = original(kind, name, created_ms)
             if len(said) == 2:
                 _write(logs, stream, ["Traceback (most recent call last): ..."])
             return printed
@@ -102,3 +102,39 @@ def test_a_job_that_has_written_nothing_yet_prints_nothing() -> None:
         said: list[str] = []
         assert JobLogs(logs, said.append).follow("training", "tc-dev-train-1") == 0  # no log group yet
     assert said == []
+
+
+def _page(events: list[tuple[str, str]], token: str | None = None) -> dict[str, Any]:
+    page: dict[str, Any] = {
+        "events": [
+            {"logStreamName": f"{JOB}/algo-1-1", "timestamp": 1_767_225_600_000 + i, "message": m, "eventId": e}
+            for i, (e, m) in enumerate(events)
+        ],
+        "searchedLogStreams": [],
+    }
+    if token:
+        page["nextToken"] = token
+    return page
+
+
+def test_an_empty_page_with_a_next_token_is_not_the_end_of_the_log() -> None:
+    """FilterLogEvents may answer an empty page and a nextToken (its API reference): read on."""
+    logs, stubber = stubbed("logs")
+    expected = {"logGroupName": GROUPS["processing"], "logStreamNamePrefix": f"{JOB}/", "startTime": 1_767_225_000_000}
+    stubber.add_response("filter_log_events", _page([], token="t1"), expected)
+    stubber.add_response("filter_log_events", _page([("e1", "scoring 142 rows")]), {**expected, "nextToken": "t1"})
+    said: list[str] = []
+    assert JobLogs(logs, said.append).follow("processing", JOB, created_ms=1_767_225_000_000) == 1
+    assert said == [f"  [{JOB}] scoring 142 rows"]
+    stubber.assert_no_pending_responses()
+
+
+def test_a_throttled_read_is_retried_at_the_next_poll_not_given_up() -> None:
+    logs, stubber = stubbed("logs")
+    stubber.add_client_error("filter_log_events", "ThrottlingException", "Rate exceeded")
+    stubber.add_response("filter_log_events", _page([("e1", "training...")]))
+    said: list[str] = []
+    follower = JobLogs(logs, said.append)
+    assert follower.follow("processing", JOB) == 0 and said == []
+    assert follower.follow("processing", JOB) == 1 and said == [f"  [{JOB}] training..."]
+    stubber.assert_no_pending_responses()

@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from mlflow import MlflowClient
-from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+import requests
 
 from ml import tracking
 from ml.__main__ import main
@@ -19,22 +18,38 @@ from tests.aws_fixtures import Account
 from tests.conftest import quiet_console
 
 
-def test_runs_go_to_the_stacks_mlflow_app_through_the_sagemaker_plugin(aws: Account) -> None:
+def test_a_sync_in_aws_sends_signed_calls_to_the_stacks_mlflow_app(
+    aws: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the sagemaker-mlflow plugin as it is: each call goes to the app's endpoint, names the app
+    and is signed for service "sagemaker" (sagemaker:CallMlflowAppApi, infra/components/roles.py).
+    The plugin reads the ARN from MLflow's process-wide URI, not the client's: a sync that set only
+    the client's sent nothing (an IndexError splitting the sqlite default). The wire is cut below
+    requests, at the point the request would leave."""
     config = load_config()
     arn = aws.outputs["mlflow_app_arn"]
     assert tracking.tracking_uri(config) == arn
-    store = MlflowClient(arn)._tracking_client.store
-    creds = store.get_host_creds()
-    # The app's endpoint, as the plugin builds it from the ARN, and its request signer by name.
-    assert creds.host == f"https://mlflow.sagemaker.{aws.outputs['region']}.app.aws"
-    assert creds.auth == "arn"
-    from sagemaker_mlflow.auth_provider import AuthProvider
+    (config.state_dir / "runs").mkdir(parents=True, exist_ok=True)
+    (config.state_dir / "runs" / "20990101-000000-000002.json").write_text(
+        json.dumps({"run_id": "20990101-000000-000002", "started_at": "2099-01-01T00:00:00+00:00"})
+    )
+    sent: list[requests.PreparedRequest] = []
 
-    with _use_tracking_uri(arn):
-        provider = AuthProvider()
-        provider.get_auth()  # resolves the ARN the way every call does
-        # Signed for service "sagemaker": the IAM action is sagemaker:CallMlflowAppApi (infra/components/roles.py).
-        assert provider._get_auth_service_name() == "sagemaker"
+    def offline(self: requests.Session, request: requests.PreparedRequest, **_: object) -> requests.Response:
+        sent.append(request)
+        raise requests.exceptions.ConnectionError("HTTPSConnectionPool(port=443): Max retries exceeded (offline here)")
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setattr(requests.Session, "send", offline)
+    report = tracking.sync(make_context(config, quiet_console()))
+    assert report.logged == [] and "did not answer" in report.failed["20990101-000000-000002"]
+    assert sent, report.failed
+    first = sent[0]
+    assert str(first.url).startswith(f"https://mlflow.sagemaker.{aws.outputs['region']}.app.aws/")
+    assert first.headers["x-sm-mlflow-app-arn"] == arn
+    authorization = str(first.headers["Authorization"])
+    assert authorization.startswith("AWS4-HMAC-SHA256 ")
+    assert f"/{aws.outputs['region']}/sagemaker/aws4_request" in authorization
 
 
 def test_a_stack_without_the_app_names_the_fix(aws: Account, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
