@@ -160,6 +160,36 @@ def cmd_tune(ctx: Context, args: argparse.Namespace) -> int:
 TUNE_SHOWN = 10  # the table's candidates, best first; the report holds them all
 
 
+def cmd_staleness(ctx: Context, args: argparse.Namespace) -> int:
+    from ml.steps import staleness as staleness_step
+
+    result = staleness_step.run(ctx)
+    report = json.loads(result.report.read_text())
+    metric, spans = report["metric"], report["windows"]
+    order = f"by {report['order_by']}" if report["order_by"] else "in the file's row order"
+    table = Table(title=f"staleness: {len(spans)} windows {order}, {report['seconds']:.1f}s")
+    for column in ("age (windows)", f"mean {metric}", "worse than age 1 on the same rows", "pairs"):
+        table.add_column(column, justify="right")
+    for age in report["by_age"]:
+        mean = "not judged" if age["mean"] is None else f"{age['mean']:.4f}"
+        loss = "" if age["loss"] is None else f"{age['loss']:+.4f}"
+        table.add_row(str(age["age"]), mean, loss, f"{age['pairs'] - age['undefined']} of {age['pairs']}")
+    ctx.console.print(table)
+    for index, window in enumerate(spans, 1):
+        ctx.console.print(
+            f"  window {index}: {window['rows']} rows, {escape(window['first'])} to {escape(window['last'])}",
+            highlight=False,
+        )
+    ctx.console.print(
+        "Read it as: age 1 is a model retrained every window; age k, one retrained every k windows. Retrain at "
+        'least as often as the age whose loss you can still accept (README "How fast does the model go stale?"). '
+        f"Every score is in {result.report}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
 def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
     data, trained = ctx.load("data", DataResult), ctx.load("train", TrainResult)
     existing = reuse.reused(ctx, trained)
@@ -887,6 +917,7 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "data": cmd_data,
     "train": cmd_train,
     "tune": cmd_tune,
+    "staleness": cmd_staleness,
     "evaluate": cmd_evaluate,
     "register": cmd_register,
     "promote": cmd_promote,

@@ -203,6 +203,19 @@ class TuneSection(_Section):
         return value
 
 
+class StalenessSection(_Section):
+    """`make staleness`: train on older windows of the data, score on newer ones (ml/staleness.py)."""
+
+    # The column of [data].source that says when each row happened: numbers or dates. Empty: the
+    # rows' order in the file, oldest first. It need not be a feature (it usually should not be).
+    order_by: str = ""
+    # The rows, oldest first, are cut into this many windows of equal size; a model is trained on
+    # each but the last and scored on every later one. More windows: finer ages, fewer rows each.
+    windows: Annotated[int, Field(ge=3, le=50)] = 5
+    # A window with fewer rows than this is too small to train on or to judge: fewer windows, then.
+    min_rows: Annotated[int, Field(ge=10)] = 30
+
+
 class ModelCardSection(_Section):
     """What a person writes into every model card (ml/model_card.py); the pipeline adds the numbers."""
 
@@ -289,6 +302,7 @@ class Config(_Section):
     train: TrainSection = TrainSection()
     gate: GateSection = GateSection()
     tune: TuneSection = TuneSection()
+    staleness: StalenessSection = StalenessSection()
     model_card: ModelCardSection = ModelCardSection()
     aws: AwsSection = AwsSection()
     monitor: MonitorSection = MonitorSection()

@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = json.loads((root / "input" / "tuning" / "tuning.json").read_text())
     schema = training.load_schema(root / "input" / "schema")
     frame = training.load_training_data(root / "input" / "train")
-    report = search(frame, schema, settings, args.n_jobs)
+    try:
+        report = search(frame, schema, settings, args.n_jobs)
+    finally:
+        training.stop_worker_processes()  # LogisticRegression's joblib pool would hold the job open for 300 s
     output = root / "output" / "tuning"
     output.mkdir(parents=True, exist_ok=True)
     (output / "tuning.json").write_text(json.dumps(report, indent=2))

@@ -37,6 +37,7 @@ def recorded(aws_module: Account, tmp_path_factory: pytest.TempPathFactory) -> t
     with pytest.MonkeyPatch.context() as patch:  # `make tune`, as the pipeline's role would run it
         patch.setenv("MLOPS_CONFIG", str(tiny_search(tmp_path_factory.mktemp("tune"))))
         assert main(["tune"]) == 0
+    assert main(["staleness"]) == 0  # `make staleness`: another processing job, on the whole data set
     return aws_module, recorder.calls
 
 
