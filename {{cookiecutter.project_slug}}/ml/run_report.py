@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from ml.config import Config
     from ml.steps.evaluate import EvaluationResult
 
-PLOTS = ("roc_curve.png", "confusion_matrix.png", "per_class.png", "residuals.png", "importance.png", "slices.png")
+PLOTS = (
+    "roc_curve.png",
+    "confusion_matrix.png",
+    "per_class.png",
+    "residuals.png",
+    "importance.png",
+    "slices.png",
+    "shap_summary.png",
+)
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1f272d}
 table{border-collapse:collapse;margin:.6em 0 1.2em}td,th{border:1px solid #cfd6dc;padding:.25em .6em}
@@ -45,6 +53,7 @@ def write(state_dir: Path, record: dict[str, Any], path: Path | None = None) -> 
         _checks(record),
         _slices(evaluation),
         _importance(record),
+        _shap(report_dir),
         _plots(report_dir),
         _markdown_file("Model card", report_dir / "model_card.md" if report_dir else None),
         _monitoring(state_dir),
@@ -176,6 +185,34 @@ def _importance(record: dict[str, Any]) -> str:
     ranked = (record.get("evaluation") or {}).get("importance") or []
     rows = [[escape(i["feature"]), f"{i['mean']:+.4f}", f"{i.get('std', 0.0):.4f}"] for i in ranked[:15]]
     return _table("Permutation importance (drop in the primary metric)", ["feature", "mean", "std"], rows)
+
+
+def _shap(report_dir: Path | None) -> str:
+    """The features that decided a few predictions (ml/explain.py), or why there are none."""
+    from ml import explain
+
+    if report_dir is None:
+        return ""
+    found = _json(report_dir / explain.RESULT)
+    if not found:
+        if explain.switched_off():
+            why = "switched off (MLOPS_EXPLAIN=off)"
+        elif not explain.installed():
+            why = explain.install_hint()
+        else:
+            why = "none for this run: no candidate was evaluated"
+        return f"<h2>SHAP</h2><p>{escape(why)}</p>"
+    if found.get("skipped"):
+        return f"<h2>SHAP</h2><p>{escape(found['skipped'])}</p>"
+    rows = [
+        [str(example["row"]), escape(example["explains"]), f"{example['base_value']:.4f}", f"{example['output']:.4f}",
+         "<br>".join(f"{escape(t['feature'])} = {escape(str(t['value']))}: {t['shap']:+.4f}" for t in example["top"])]
+        for example in found["examples"]
+    ]  # fmt: skip
+    title = f"SHAP ({found['explainer']}): what decided the first {len(rows)} test predictions"
+    table = _table(title, ["test row", "explains", "base value", "prediction", "largest pushes"], rows)
+    ranked = ", ".join(f"{escape(f['feature'])} {f['mean_abs']:.4f}" for f in found["features"][:5])
+    return f"{table}<p>Mean |SHAP| over {found['rows']} test rows, of {escape(found['explains'])}: {ranked}</p>"
 
 
 def _data_uri(path: Path) -> str:

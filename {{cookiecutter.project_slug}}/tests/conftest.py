@@ -100,10 +100,12 @@ def console_text(ctx: Context) -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_background_tracking() -> Iterator[None]:
-    """Every pipeline run would start an MLflow sync of its own in the background (ml/tracking.py);
-    tests/test_tracking.py turns it on where it is the subject."""
+    """Every pipeline run would start an MLflow sync of its own in the background (ml/tracking.py),
+    and SHAP explanations beside its plots (ml/explain.py); tests/test_tracking.py and
+    tests/test_explain.py turn them on where they are the subject."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLOPS_TRACKING", "off")
+        patch.setenv("MLOPS_EXPLAIN", "off")
         yield
 
 

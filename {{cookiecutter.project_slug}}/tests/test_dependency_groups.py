@@ -97,20 +97,25 @@ def test_the_groups_hold_what_the_local_path_must_not_need() -> None:
     blocked = modules_only_in(["aws", "infra", "dev"])
     for module in ("boto3", "botocore", "sagemaker", "pulumi", "pulumi_aws", "moto", "pytest", "mypy"):
         assert module in blocked
+    assert {"shap", "numba", "llvmlite"} <= set(modules_only_in(["explain"]))
     for module in ("sklearn", "pandas", "numpy", "matplotlib", "pydantic", "rich"):
         assert module not in blocked
 
 
 @pytest.mark.e2e
-def test_the_local_pipeline_runs_without_the_aws_infra_and_dev_groups(tmp_path: Path) -> None:
-    result = run_without(["aws", "infra", "dev"], tmp_path, "pipeline")
+def test_the_local_pipeline_runs_without_the_aws_infra_dev_and_explain_groups(tmp_path: Path) -> None:
+    """With SHAP asked for but not installed, the run succeeds and its report says how to add it."""
+    groups = ["aws", "infra", "dev", "explain"]
+    result = run_without(groups, tmp_path, "pipeline", MLOPS_EXPLAIN="on")
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         summary = json.loads((tmp_path / "state" / "summary.json").read_text())
         assert summary["status"] == "succeeded"
         assert {step["name"]: step["status"] for step in summary["steps"]}["smoke_test"] == "ok"
+        report = (tmp_path / "state" / "runs" / f"{summary['run_id']}.html").read_text()
+        assert "`make install-explain` adds it" in report
     finally:
-        run_without(["aws", "infra", "dev"], tmp_path, "stop")
+        run_without(groups, tmp_path, "stop")
 
 
 def test_the_aws_path_without_its_group_names_the_install(tmp_path: Path) -> None:

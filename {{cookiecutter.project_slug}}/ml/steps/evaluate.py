@@ -91,6 +91,7 @@ def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResul
         ["evaluation", str(report_dir / "evaluation.json"), str(report_dir)],
         log=report_dir / "plots.log",
     )
+    explain_in_background(ctx, data, trained, report_dir)
 
     candidate_metrics = report["candidate"]["metrics"]
     champion_metrics = report["champion"]["metrics"] if report["champion"] else None
@@ -119,6 +120,20 @@ def run(ctx: Context, data: DataResult, trained: TrainResult) -> EvaluationResul
         no_contribution=importance.get("no_contribution", []),
         not_judged=decision.not_judged,
     )
+
+
+def explain_in_background(ctx: Context, data: DataResult, trained: TrainResult, report_dir: Path) -> None:
+    """SHAP values of the candidate on the test set (ml/explain.py), when the explain group is installed:
+    drawn beside the next steps, like the plots. The inputs are copied in first, so it needs no backend."""
+    from ml import explain
+
+    if not explain.available():
+        return
+    inputs = report_dir / explain.INPUTS
+    model = ctx.backends.artifacts.get(trained.model_uri, inputs / "model.tar.gz")
+    test = ctx.backends.artifacts.get(data.test_uri, inputs / "test.csv")
+    ctx.in_background("SHAP explanations", "ml.explain", [str(model), str(test), str(report_dir)],
+                      log=report_dir / "explain.log")  # fmt: skip
 
 
 def judging_input(ctx: Context) -> str:
