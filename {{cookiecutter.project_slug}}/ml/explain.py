@@ -21,6 +21,8 @@ import os
 import shutil
 import sys
 import tempfile
+import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +56,17 @@ def install_hint() -> str:
 
 def owners(prepare: Any) -> list[str]:
     """The schema feature behind each column train.py's preparation makes: a number is one column,
-    a category one per value (one-hot); SHAP values add up, so a feature's is the sum of its columns'."""
+    a category one per value (one-hot); SHAP values add up, so a feature's is the sum of its columns'.
+    A feature missing from every training row is dropped by its imputer, and has no column."""
     names: list[str] = []
     for name, transformer, columns in prepare.transformers_:
         if name == "numeric":
-            names += list(columns)
+            names += [str(column) for column in transformer.get_feature_names_out(columns)]
         elif name == "categorical":
+            kept = transformer.named_steps["impute"].get_feature_names_out(columns)
             categories = transformer.named_steps["one_hot"].categories_
-            for column, values in zip(columns, categories, strict=True):
-                names += [column] * len(values)
+            for column, values in zip(kept, categories, strict=True):
+                names += [str(column)] * len(values)
     return names
 
 
@@ -78,14 +82,15 @@ def explain(loaded: dict[str, Any], features: Any, examples: int = EXAMPLES, top
     try:
         explainer = shap.TreeExplainer(model)
     except Exception as error:  # shap raises its own InvalidModelError, or TypeError, for other models
-        return {"skipped": f"SHAP's TreeExplainer explains tree ensembles only, not {type(model).__name__} "
+        return {"skipped": f"SHAP's TreeExplainer cannot explain this {type(model).__name__} "
                 f"({str(error).splitlines()[0][:160]}); permutation importance covers every model"}  # fmt: skip
     matrix = np.asarray(prepare.transform(features), dtype=float)
     raw = np.asarray(explainer.shap_values(matrix, check_additivity=False))
     base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
     if task == "regression":
         values, chosen, base_values = raw, None, np.full(len(matrix), base[0])
-        in_probability = False
+        # A log-link loss (poisson, gamma) makes the trees add up to the log of the prediction.
+        in_output = bool(np.allclose(base_values + values.sum(axis=1), model.predict(matrix), atol=1e-6))
     else:
         per_class = raw if raw.ndim == 3 else np.stack([-raw, raw], axis=-1)  # (rows, columns, classes)
         probabilities = np.asarray(model.predict_proba(matrix))
@@ -95,30 +100,28 @@ def explain(loaded: dict[str, Any], features: Any, examples: int = EXAMPLES, top
         # A forest's trees vote probabilities; boosted trees add log-odds. SHAP explains what the trees
         # output, so say which: the probability only where the values add up to it.
         outputs = base_values + values.sum(axis=1)
-        in_probability = bool(np.allclose(outputs, probabilities[np.arange(len(matrix)), chosen], atol=1e-6))
+        in_output = bool(np.allclose(outputs, probabilities[np.arange(len(matrix)), chosen], atol=1e-6))
     names = owners(prepare)
     features_order = list(dict.fromkeys(names))
     summed = np.stack([values[:, [i for i, n in enumerate(names) if n == f]].sum(axis=1) for f in features_order], 1)
     mean_abs = np.abs(summed).mean(axis=0)
     ranked = sorted(zip(features_order, mean_abs, strict=True), key=lambda item: -item[1])
+    long, short = SCALES[task, in_output]
     explained = []
     for row in range(min(examples, len(matrix))):
         order = np.argsort(-np.abs(summed[row]))[:top]
         explained.append({
             "row": row + 1,
-            "explains": "value" if chosen is None else
-                        f"{'P' if in_probability else 'log-odds'}({classes[int(chosen[row])]})",
+            "explains": short if chosen is None else f"{short}({classes[int(chosen[row])]})",
             "base_value": float(base_values[row]),
             "output": float(base_values[row] + summed[row].sum()),
-            "top": [{"feature": features_order[i], "value": _plain(features.iloc[row][features_order[i]]),
+            "top": [{"feature": features_order[i], "value": _shown(features.iloc[row][features_order[i]]),
                      "shap": float(summed[row, i])} for i in order],
         })  # fmt: skip
     return {
         "explainer": "shap.TreeExplainer",
         "shap_version": shap.__version__,
-        "explains": "the predicted value" if chosen is None else
-                    f"the {'probability' if in_probability else 'raw output (log-odds)'} of "
-                    + ("the positive class" if task == "binary" else "the predicted class"),
+        "explains": long,
         "rows": len(matrix),
         "features": [{"feature": name, "mean_abs": float(value)} for name, value in ranked],
         "examples": explained,
@@ -127,9 +130,20 @@ def explain(loaded: dict[str, Any], features: Any, examples: int = EXAMPLES, top
     }  # fmt: skip
 
 
-def _plain(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and value != value):  # NaN: a missing value
-        return None
+# What the SHAP values add up to, by task and by whether that is the model's own answer (see explain).
+SCALES = {
+    ("binary", True): ("the probability of the positive class", "P"),
+    ("binary", False): ("the raw output (log-odds) of the positive class", "log-odds"),
+    ("multiclass", True): ("the probability of the predicted class", "P"),
+    ("multiclass", False): ("the raw score (before softmax) of the predicted class", "score"),
+    ("regression", True): ("the predicted value", "value"),
+    ("regression", False): ("the raw output (the log of the predicted value, for a log-link loss)", "log(value)"),
+}
+
+
+def _shown(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and value != value):  # NaN: the model imputed it
+        return "missing (imputed)"
     return value.item() if hasattr(value, "item") else value
 
 
@@ -149,7 +163,11 @@ def summary_plot(report: dict[str, Any], features: Any, path: Path) -> Path:
         for c in columns
     ])  # fmt: skip
     summed = report["_summed"][:, [report["_order"].index(c) for c in columns]]
-    shap.summary_plot(summed, colours, feature_names=columns, show=False, max_display=15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a category's colour column is all NaN: grey
+        shap.summary_plot(
+            summed, colours, feature_names=columns, show=False, max_display=15, rng=np.random.default_rng(0)
+        )
     figure = plt.gcf()
     figure.suptitle(f"SHAP values: each feature's push on {report['explains']}", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         report = run(Path(args[0]), Path(args[1]), Path(args[2]))
+    except Exception as error:  # an explanation that fails never fails the run it explains
+        traceback.print_exc()
+        from ml import atomic
+
+        report = {"skipped": f"SHAP failed ({type(error).__name__}: {error}); the traceback is in explain.log"}
+        atomic.write_text(Path(args[2]) / RESULT, json.dumps(report, indent=2))
     finally:
         copied = Path(args[2]) / INPUTS
         if Path(args[0]).parent == copied:

@@ -3,8 +3,8 @@
 How fast does a model decay on this data? The rows, oldest first, are cut into consecutive
 windows. A model is trained on each window (train.py's preparation and [train]'s estimator) and
 scored on every later one with the gate's metric. Grouped by age (how many windows separate the
-training window from the scored one), the scores say what waiting costs: age 1 is a model retrained
-every window, age k one retrained every k windows. This is the "impact of model staleness" test of
+training window from the scored one), the scores say what waiting costs: age 1 is a model one
+window old, age k one k windows old; a model retrained every k windows serves at ages 1 to k. This is the "impact of model staleness" test of
 Breck et al.'s ML Test Score (model development, test 4).
 
   input/staleness/staleness.csv        the data set's rows, oldest first (ml/steps/staleness.py)

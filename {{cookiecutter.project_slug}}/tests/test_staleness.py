@@ -102,12 +102,16 @@ def test_a_model_does_not_decay_on_data_that_does_not_change(
     assert all(abs(age["loss"]) < 0.03 for age in reported(state_dir)["by_age"])
 
 
+@pytest.mark.parametrize("kind", ["times", "numbers"])
 def test_the_windows_follow_order_by_not_the_files_order(
-    tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """Shuffled in the file, the rows are put back in time order: the decay is still found. In the
     file's order (order_by empty) the same rows show none, which is what shuffled time looks like."""
-    shuffled = changing().sample(frac=1.0, random_state=3).reset_index(drop=True)
+    ordered = changing()
+    if kind == "numbers":  # seconds since the epoch, say
+        ordered["recorded"] = pd.to_datetime(ordered["recorded"]).astype("int64") // 10**9
+    shuffled = ordered.sample(frac=1.0, random_state=3).reset_index(drop=True)
     project(tmp_path / "p", shuffled, monkeypatch)
     assert main(["staleness"]) == 0
     assert reported(state_dir)["by_age"][-1]["loss"] > 0.3
@@ -146,10 +150,13 @@ def test_scores_are_paired_on_the_window_they_score() -> None:
          r"\[staleness\].windows = 12 in .* cuts 600 rows into windows of 50, fewer than min_rows = 60: set "
          r"windows to at most 10"),
         ("blank", {}, DataValidationError, r"column 'recorded' of .* is empty on 1 row\(s\), the first at data row 8"),
-        ("text", {}, DataValidationError, r"holds 'yesterday', which is neither a number nor a date"),
+        ("text", {}, DataValidationError, r"holds 'yesterday', which is neither a number nor an ISO 8601 time"),
         ("one-class", {}, DataValidationError, r"staleness window 1 \(rows 1 to 120, in time order\) holds one class"),
+        ("stray-text", {}, DataValidationError, r"holds '\?', which is neither a number nor an ISO 8601 time"),
+        ("day-first", {}, DataValidationError, r"holds '01/01/2024', which is neither a number nor an ISO 8601 time"),
     ],
-    ids=["no-such-column", "windows-too-small", "missing-time", "not-a-time", "one-class-window"],
+    ids=["no-such-column", "windows-too-small", "missing-time", "not-a-time", "one-class-window", "stray-text",
+         "day-first-dates"],
 )  # fmt: skip
 def test_a_setting_the_data_cannot_meet_is_refused_before_any_job(
     tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch, frame_change: str | None,
@@ -162,6 +169,11 @@ def test_a_setting_the_data_cannot_meet_is_refused_before_any_job(
         frame.loc[7, "recorded"] = "yesterday"
     elif frame_change == "one-class":
         frame.loc[:119, "target"] = "no"
+    elif frame_change == "stray-text":  # a column of numbers, one of them "?"
+        frame["recorded"] = [str(i) for i in range(len(frame))]
+        frame.loc[7, "recorded"] = "?"
+    elif frame_change == "day-first":  # 01/02/2024 would pass for 2 January, 13/01/2024 cannot
+        frame["recorded"] = pd.to_datetime(frame["recorded"]).dt.strftime("%d/%m/%Y")
     min_rows = 60 if "windows" in settings else 30
     project(tmp_path / "p", frame, monkeypatch, min_rows=min_rows, **settings)
     ctx = make_context(load_config(), quiet_console())

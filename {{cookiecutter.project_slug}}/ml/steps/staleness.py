@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ml import atomic, data_source, names, schema
 from ml.backends.base import ProcessingSpec
 from ml.config import PROJECT_ROOT
@@ -81,25 +83,31 @@ def ordered(ctx: Context) -> tuple[pd.DataFrame, list[str]]:
             f"row(s), the first at data row {first + 1}: fill in when those rows happened, or drop them"
         )
     keys = _sort_keys(values, column, config.data.source)
-    order = keys.sort_values(kind="stable").index  # rows at the same time keep the file's order
-    kept = frame.loc[order, [*contract.names, contract.label]].reset_index(drop=True)
-    return kept, [str(v) for v in values.loc[order]]
+    # By position, not by index label (a Parquet file may repeat its index); ties keep the file's order.
+    order = np.argsort(keys.to_numpy(), kind="stable")
+    kept = frame.iloc[order][[*contract.names, contract.label]].reset_index(drop=True)
+    return kept, [str(v) for v in values.iloc[order]]
 
 
 def _sort_keys(values: pd.Series[Any], column: str, source: str) -> pd.Series[Any]:
-    """Numbers as numbers, anything else as dates; refuse what is neither."""
+    """Numbers as numbers, else ISO 8601 times; refuse what is neither.
+
+    ISO 8601 only: a format guessed per value would read 01/02/2024 as 2 January and 13/01/2024 as
+    13 January, and order the rows wrongly without a word. A time without a zone is taken as UTC.
+    """
     import pandas as pd
 
     numbers = pd.to_numeric(values, errors="coerce")
     if not numbers.isna().any():
         return numbers
-    dates = pd.to_datetime(values.astype(str), errors="coerce", format="mixed", utc=True)
+    dates = pd.to_datetime(values.astype(str), errors="coerce", format="ISO8601", utc=True)
     if not dates.isna().any():
         return dates
-    bad = values[dates.isna()].iloc[0]
+    mostly_numbers = numbers.notna().sum() >= dates.notna().sum()
+    bad = values[numbers.isna() if mostly_numbers else dates.isna()].iloc[0]
     raise DataValidationError(
-        f"[staleness].order_by column {column!r} of {source} holds {bad!r}, which is neither a number nor a date: "
-        "order by a column of timestamps (ISO 8601, e.g. 2024-03-01) or of numbers"
+        f"[staleness].order_by column {column!r} of {source} holds {bad!r}, which is neither a number nor an "
+        "ISO 8601 time: order by a column of numbers, or of times such as 2024-03-01 or 2024-03-01T09:30:00+01:00"
     )
 
 
