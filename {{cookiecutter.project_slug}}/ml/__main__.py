@@ -181,8 +181,9 @@ def cmd_staleness(ctx: Context, args: argparse.Namespace) -> int:
             highlight=False,
         )
     ctx.console.print(
-        "Read it as: age 1 is a model retrained every window; age k, one retrained every k windows. Retrain at "
-        'least as often as the age whose loss you can still accept (README "How fast does the model go stale?"). '
+        "Read it as: age k is a model k windows older than the rows it scores; retrained every k windows, a model "
+        'serves at ages 1 to k. Retrain before the age whose loss you cannot accept (README "How fast does the '
+        'model go stale?"). '
         f"Every score is in {result.report}",
         highlight=False,
         soft_wrap=True,
