@@ -249,8 +249,15 @@ class World:
         raise AssertionError(f"the MLflow stand-in did not start: {(store / 'server.log').read_text()[-2000:]}")
 
     def close(self) -> None:
+        """Stop the MLflow stand-in's whole group: the server, uvicorn, its job runner and their huey
+        consumers. A busy machine can take more than the grace to stop them all (it once left the
+        module's teardown failing, and the group running after the session), so then they are killed."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._mlflow.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._mlflow.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._mlflow.pid, signal.SIGKILL)  # whatever of the group is left
         self._mlflow.wait(timeout=30)
 
     def sandbox_variables(self) -> dict[str, str]:
