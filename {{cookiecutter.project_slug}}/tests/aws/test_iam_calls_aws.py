@@ -20,6 +20,7 @@ from ml.__main__ import main
 from tests.aws.iam_calls import REFUSAL_HANDLED, Call, Need, Recorder, as_stack, needs_of
 from tests.aws.steps import CONFIG, run_steps, serve_in_stack
 from tests.aws_fixtures import Account
+from tests.conftest import write_config
 from tests.data_factory import example_frame, write_csv
 from tests.infra.iam.evaluate import allowed, role
 from tests.test_tune import tiny_search
@@ -37,7 +38,13 @@ def recorded(aws_module: Account, tmp_path_factory: pytest.TempPathFactory) -> t
     with pytest.MonkeyPatch.context() as patch:  # `make tune`, as the pipeline's role would run it
         patch.setenv("MLOPS_CONFIG", str(tiny_search(tmp_path_factory.mktemp("tune"))))
         assert main(["tune"]) == 0
-    assert main(["staleness"]) == 0  # `make staleness`: another processing job, on the whole data set
+    with pytest.MonkeyPatch.context() as patch:  # `make staleness`: another processing job, on the whole data set
+        # In a shuffled order: a data set stored by class (wine is) has windows of one class, which
+        # the step rightly refuses before any job starts, and there would be no call to record.
+        shuffled = example_frame().sample(frac=1.0, random_state=0)
+        data = write_csv(shuffled, tmp_path_factory.mktemp("staleness"), "data.csv")
+        patch.setenv("MLOPS_CONFIG", str(write_config(data.parent, data={"source": str(data)})))
+        assert main(["staleness"]) == 0
     return aws_module, recorder.calls
 
 
