@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from scripts.bakery import TEMPLATE, Baked, bake
-from scripts.matrix import MatrixTimes
+from scripts.matrix import MatrixTimes, choices
 
 Bake = Callable[..., Baked]
 
@@ -29,6 +30,25 @@ def bake_in(tmp_path: Path) -> Bake:
 def default_project(tmp_path_factory: pytest.TempPathFactory) -> Baked:
     """One project baked with the default answers, shared by the read-only tests."""
     return bake(tmp_path_factory.mktemp("default"))
+
+
+@pytest.fixture(scope="session")
+def shared_environments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """Per Python version, one virtualenv and one mypy cache for every project a worker bakes.
+
+    The combinations share a uv.lock and their Python code is byte-identical (test_python_renders_unchanged),
+    so one environment per interpreter serves all. mypy keys its cache on content hashes: the first project
+    pays for checking pulumi-aws and the sagemaker SDK, the others re-check only what differs.
+    """
+    base = tmp_path_factory.mktemp("shared-environment")
+    return {
+        version: {
+            "UV": os.environ.get("UV", "uv"),
+            "UV_PROJECT_ENVIRONMENT": str(base / f"venv-{version}"),
+            "MYPY_CACHE_DIR": str(base / f"mypy-{version}"),
+        }
+        for version in choices()["python_version"]
+    }
 
 
 # `make test` and `make test-all` report each combination's time and the slowest one, printed

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
@@ -33,34 +32,25 @@ def runs_whole_suite_in_make_test(combination: Combination) -> bool:
     return all(answers[key] == default[key] for key in answers if key != "python_version")
 
 
-def matrix_params(*, whole_suite: bool = False) -> list[object]:
+def runs_infra_tests_in_make_test(combination: Combination) -> bool:
+    """Every combination on the default Python. The Python answer lands in .python-version alone
+    (test_the_python_answer_reaches_only_python_version), so a combination on another Python has
+    its default-Python twin's stack files byte for byte; that interpreter runs tests/infra in its
+    whole `make test` (runs_whole_suite_in_make_test)."""
+    return combination.as_answers()["python_version"] == DEFAULT.as_answers()["python_version"]
+
+
+def matrix_params(*, whole_suite: bool = False, infra: bool = False) -> list[object]:
     """One param per combination. Grouped per combination, so under xdist each is baked on one worker."""
     params = []
     for combination in MATRIX:
         marks = [pytest.mark.xdist_group(combination.id)]
         if whole_suite and not runs_whole_suite_in_make_test(combination):
             marks.append(pytest.mark.full_matrix)
+        if infra and not runs_infra_tests_in_make_test(combination):
+            marks.append(pytest.mark.full_matrix)
         params.append(pytest.param(combination, id=combination.id, marks=marks))
     return params
-
-
-@pytest.fixture(scope="session")
-def shared_environments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
-    """Per Python version, one virtualenv and one mypy cache for every project a worker bakes.
-
-    The combinations share a uv.lock and their Python code is byte-identical (test_python_renders_unchanged),
-    so one environment per interpreter serves all. mypy keys its cache on content hashes: the first project
-    pays for checking pulumi-aws and the sagemaker SDK, the others re-check only what differs.
-    """
-    base = tmp_path_factory.mktemp("shared-environment")
-    return {
-        version: {
-            "UV": os.environ.get("UV", "uv"),
-            "UV_PROJECT_ENVIRONMENT": str(base / f"venv-{version}"),
-            "MYPY_CACHE_DIR": str(base / f"mypy-{version}"),
-        }
-        for version in choices()["python_version"]
-    }
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +135,30 @@ def test_no_answer_reaches_the_workflows_or_the_python() -> None:
             assert "cookiecutter." not in path.read_text(encoding="utf-8"), path
 
 
-@pytest.mark.parametrize("matrix_project", matrix_params(), indirect=True)
+OTHER_PYTHONS = [
+    param
+    for param, combination in zip(matrix_params(), MATRIX, strict=True)
+    if not runs_infra_tests_in_make_test(combination)
+]
+
+
+@pytest.mark.parametrize("matrix_project", OTHER_PYTHONS, indirect=True)
+def test_the_python_answer_reaches_only_python_version(matrix_project: Baked, tmp_path: Path) -> None:
+    # What lets `make test` run tests/infra on the default Python's combinations only: the twin on
+    # the default Python (same other answers) must be the same project but for .python-version.
+    answers = {**matrix_project.answers, "python_version": DEFAULT.as_answers()["python_version"]}
+    twin = bake(tmp_path, **answers)
+    differing = {
+        relative
+        for relative in matrix_project.relative_files() | twin.relative_files()
+        if not (matrix_project.path / relative).is_file()
+        or not (twin.path / relative).is_file()
+        or (matrix_project.path / relative).read_bytes() != (twin.path / relative).read_bytes()
+    }
+    assert differing == {".python-version"}
+
+
+@pytest.mark.parametrize("matrix_project", matrix_params(infra=True), indirect=True)
 def test_the_infra_tests_pass(matrix_project: Baked, shared_environments: dict[str, dict[str, str]]) -> None:
     # The answers reach the stack files and mlops.toml only, and tests/infra is what reads them: the
     # part of each project's suite that differs between combinations, so `make test` runs it on every
