@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from scripts.bakery import TEMPLATE, bake
 
@@ -76,20 +77,30 @@ def write_manifest() -> set[str]:
 
 @dataclass
 class MatrixTimes:
-    """Seconds per combination, summed over its tests' setup (the bake), call and teardown.
+    """Seconds per combination, summed over its tests' setup (the bake), call and teardown, and the
+    slowest tests of the whole suite (the own-data projects, container parity), where the time goes.
 
     Under xdist both workers run at once, so the sums add up to more than the wall time.
     """
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    tests: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def add(self, nodeid: str, duration: float) -> None:
+        # `--dist loadgroup` appends "@<group>" to a grouped test's id (a parameter's "@" ends before "]").
+        head, at, group = nodeid.rpartition("@")
+        if at and "]" not in group and "::" not in group:
+            nodeid = head
+        self.tests[nodeid] += duration
         path, _, name = nodeid.partition("::")
         if Path(path).name == "test_matrix.py" and name.endswith("]"):
             self.seconds[name[name.index("[") + 1 : -1]] += duration
 
-    def slowest(self) -> str:
-        return max(self.seconds, key=self.seconds.__getitem__)
+    def slowest_tests(self, count: int = 10) -> list[tuple[str, float]]:
+        return sorted(self.tests.items(), key=lambda item: -item[1])[:count]
+
+    def slowest(self) -> str | None:
+        return max(self.seconds, key=self.seconds.__getitem__) if self.seconds else None
 
     def render(self, wall: float) -> list[str]:
         table = Table(title=f"bake matrix: seconds per combination (suite wall time {wall:.0f} s)")
@@ -98,9 +109,16 @@ class MatrixTimes:
         slowest = self.slowest()
         for combination, seconds in sorted(self.seconds.items(), key=lambda item: -item[1]):
             table.add_row(combination + ("  (slowest)" if combination == slowest else ""), f"{seconds:.1f}")
-        width = max((len(key) for key in self.seconds), default=0) + 40
+        width = max((len(key) for key in [*self.seconds, *self.tests]), default=0) + 40
         console = Console(width=max(120, width), record=True, file=io.StringIO())
-        console.print(table)
+        if self.seconds:
+            console.print(table)
+        tests = Table(title="slowest tests (setup, call and teardown)")
+        tests.add_column("test", no_wrap=True)
+        tests.add_column("seconds", justify="right")
+        for nodeid, seconds in self.slowest_tests():
+            tests.add_row(Text(nodeid), f"{seconds:.1f}")  # Text: "[wine]" is an id, not Rich markup
+        console.print(tests)
         return console.export_text().splitlines()
 
     def write(self, path: Path, *, selection: str, exit_status: int, wall: float) -> None:
@@ -110,6 +128,7 @@ class MatrixTimes:
             "wall_seconds": round(wall, 1),
             "slowest": self.slowest(),
             "combinations": {key: round(value, 1) for key, value in self.seconds.items()},
+            "slowest_tests": {key: round(value, 1) for key, value in self.slowest_tests()},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

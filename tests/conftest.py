@@ -63,7 +63,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if hasattr(config, "workerinput") or not _times.seconds:
+    if hasattr(config, "workerinput") or not _times.tests:
         return  # an xdist worker: the controller, which sees every report, prints the summary
     wall = time.monotonic() - _started
     for line in _times.render(wall):

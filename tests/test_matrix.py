@@ -76,13 +76,20 @@ def test_the_matrix_is_every_combination_of_every_choice() -> None:
 def test_times_are_summed_per_combination_and_the_slowest_is_named(tmp_path: Path) -> None:
     times = MatrixTimes()
     fast, slow = MATRIX[0].id, MATRIX[-1].id
+    # As xdist's --dist loadgroup reports them: "@<group>" after a grouped test's id.
     for phase_seconds, combination in ((1.0, fast), (2.0, fast), (4.0, slow), (0.5, slow)):
-        times.add(f"tests/test_matrix.py::test_x[{combination}]", phase_seconds)
+        times.add(f"tests/test_matrix.py::test_x[{combination}]@{combination}", phase_seconds)
     times.add("tests/test_hooks.py::test_y[slug-spaces]", 99.0)  # not a combination
+    times.add("tests/test_hooks.py::test_y[user@host]", 1.0)  # an "@" of a parameter's, not a group's
+    times.add("tests/test_own_data.py::test_z[wine]@own-data-wine", 120.0)
     times.add("tests/test_matrix.py::test_the_matrix_is_every_combination_of_every_choice", 99.0)
     assert dict(times.seconds) == {fast: 3.0, slow: 4.5}
+    assert times.slowest_tests(2) == [("tests/test_own_data.py::test_z[wine]", 120.0),
+                                      ("tests/test_hooks.py::test_y[slug-spaces]", 99.0)]  # fmt: skip
+    assert "tests/test_hooks.py::test_y[user@host]" in times.tests
     lines = times.render(wall=5.0)
     assert any(slow in line and "(slowest)" in line and "4.5" in line for line in lines)
+    assert any("test_own_data.py::test_z[wine]" in line and "120.0" in line for line in lines)
     times.write(tmp_path / "build" / "times.json", selection="-m 'not full_matrix'", exit_status=0, wall=5.04)
     written = json.loads((tmp_path / "build" / "times.json").read_text())
     assert written == {
@@ -91,6 +98,7 @@ def test_times_are_summed_per_combination_and_the_slowest_is_named(tmp_path: Pat
         "wall_seconds": 5.0,
         "slowest": slow,
         "combinations": {fast: 3.0, slow: 4.5},
+        "slowest_tests": dict(times.slowest_tests()),
     }
 
 
