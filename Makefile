@@ -16,9 +16,8 @@ ACTIONLINT_DIR := build/actionlint
 
 # Two pytest workers: the machine CI runs on has two cores. Each worker bakes its share of
 # the matrix and keeps one virtualenv and one mypy cache for it (tests/test_matrix.py).
-# --no-loadscope-reorder: the groups start in tests/conftest.py's order, the longest first.
 WORKERS ?= 2
-PYTEST := $(RUN) pytest -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST := $(RUN) pytest -n $(WORKERS) --dist loadgroup
 
 .PHONY: help install test test-all lint lint-workflows manifest demo bench lock clean
 

@@ -76,18 +76,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_line(f"matrix times written to {MATRIX_TIMES.relative_to(TEMPLATE)}")
 
 
-def _start_order(item: pytest.Item) -> int:
-    """Longest first: a generated project's whole suite, then a switched project's, then the other
-    slow tests, then the rest, which fill both workers at the end instead of leaving one idle while
-    the other runs a whole suite alone."""
-    name = getattr(item, "originalname", "")
-    if name == "test_the_project_passes_its_own_make_test":
-        return 0
-    if name == "test_a_project_switched_to_other_data_passes_make_pipeline_and_make_test":
-        return 1
-    return 2 if item.get_closest_marker("slow") else 3
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Refuse to run when --dist loadgroup would not group (a pytest that pytest-xdist cannot tag).
@@ -95,9 +83,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     The grouped tests share expensive module fixtures; split across workers, each worker would
     build them again, slowly and silently.
     """
-    # xdist queues each group where its first test stands (with --no-loadscope-reorder, which the
-    # Makefile passes; by default it queues the groups with the most tests first).
-    items.sort(key=_start_order)  # stable: a module's and a group's own order is kept
     if not getattr(config.option, "loadgroup", False):
         return
     untagged = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
