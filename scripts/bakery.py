@@ -47,6 +47,19 @@ class Baked:
     def relative_files(self) -> set[str]:
         return {path.relative_to(self.path).as_posix() for path in self.files()}
 
+    def python_unlike_the_template(self) -> list[str]:
+        """The project's .py files whose bytes differ from the template's (or that it lacks)."""
+        source = TEMPLATE / "{{cookiecutter.project_slug}}"
+        return [
+            path.relative_to(self.path).as_posix()
+            for path in self.files()
+            if path.suffix == ".py"
+            and (
+                not (source / path.relative_to(self.path)).is_file()
+                or path.read_bytes() != (source / path.relative_to(self.path)).read_bytes()
+            )
+        ]
+
     def stack_config(self, env: str) -> dict[str, Any]:
         """`config:` of infra/Pulumi.<env>.yaml, with the project's key prefix removed."""
         import yaml
