@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from ml import names
-from ml.backends import aws_session
+from ml.backends import aws_session, sagemaker_jobs
 from ml.config import PROJECT_ROOT, load_config
 from tests.aws.emulator import ContainerEmulator
 
@@ -97,6 +97,10 @@ def account(state: Path, patch: pytest.MonkeyPatch) -> Iterator[Account]:
         # The pipeline builds its session through make_session; hand it this one, whose events the
         # emulator hooks. make_session's own credential check is tested on its own.
         patch.setattr(aws_session, "make_session", lambda region, env: session)
+        # moto holds a log line the moment it is put, so CloudWatch's ingest pause before a finished job's
+        # last read has nothing to wait for here (5 s of sleep per job, for every train and evaluate).
+        # test_a_finished_job_is_read_once_more_after_cloudwatchs_ingest_pause keeps the pause itself.
+        patch.setattr(sagemaker_jobs, "LAST_LINES_SECONDS", 0.0)
         try:
             yield Account(session, emulator, outputs, stack_dir)
         finally:

@@ -12,6 +12,7 @@ import pytest
 from botocore.stub import ANY
 from moto import mock_aws
 
+from ml.backends import sagemaker_jobs
 from ml.backends.job_logs import GROUPS, JobLogs
 from ml.backends.sagemaker_jobs import SageMakerJobRunner
 from ml.errors import JobFailedError
@@ -76,6 +77,27 @@ def test_each_log_line_of_a_running_job_is_printed_once_as_it_arrives() -> None:
         f"  [{JOB}] scoring 142 rows",
         f"  [{JOB}] Traceback (most recent call last): ...",
     ]
+
+
+def test_a_finished_job_is_read_once_more_after_cloudwatchs_ingest_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last lines (a failed job's traceback) reach CloudWatch a moment after the job ends: the runner
+    waits LAST_LINES_SECONDS, then reads again. The shared AWS account (tests/aws_fixtures.py) skips the
+    pause, since moto holds a line the moment it is put; this is the test that keeps it."""
+    sagemaker, stubber = stubbed("sagemaker")
+    logs, logs_stubber = stubbed("logs")
+    stubber.add_response("create_processing_job", {"ProcessingJobArn": arn(f"processing-job/{JOB}")})
+    stubber.add_response("describe_processing_job", processing_description("Failed", FailureReason="exit 1"))
+    logs_stubber.add_response("filter_log_events", _page([("e1", "scoring 142 rows")]))
+    logs_stubber.add_response("filter_log_events", _page([("e2", "Traceback (most recent call last): ...")]))
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    said: list[str] = []
+    runner = SageMakerJobRunner(None, sagemaker, NoUploads(), OUTPUTS, lambda: "img", logs=JobLogs(logs, said.append))  # type: ignore[arg-type]
+    with pytest.raises(JobFailedError, match="Failed: exit 1"):
+        runner.process(evaluation_spec())
+    assert slept == [sagemaker_jobs.LAST_LINES_SECONDS] and sagemaker_jobs.LAST_LINES_SECONDS > 0
+    assert said == [f"  [{JOB}] scoring 142 rows", f"  [{JOB}] Traceback (most recent call last): ..."]
+    logs_stubber.assert_no_pending_responses()
 
 
 def test_logs_the_caller_may_not_read_are_named_once_and_the_job_still_finishes() -> None:
